@@ -1,0 +1,44 @@
+# allocflow developer entry points. Every target sets up what it needs itself.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.allocflow-installed
+PY_SOURCES := $(shell find models flows connectors -name '*.py' -o -name 'py.typed' 2>/dev/null)
+DEMO_ARGS ?=
+
+.PHONY: help install demo test lint typecheck unit contract clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	@py=""; for c in python3.12 python3.11 python3; do \
+	  if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; raise SystemExit(sys.version_info[:2] not in ((3, 11), (3, 12)))' 2>/dev/null; then py=$$c; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then echo "allocflow needs Python 3.11 or 3.12 (bytewax 0.21.1 has no wheels for newer versions)" >&2; exit 1; fi; \
+	echo "creating $(VENV) with $$($$py --version)"; $$py -m venv $(VENV)
+
+$(STAMP): $(VENV)/bin/python pyproject.toml $(PY_SOURCES)
+	flock $(VENV)/.install.lock $(BIN)/python -m pip install --quiet --upgrade pip
+	flock $(VENV)/.install.lock $(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install allocflow with its dev tools
+
+demo: $(STAMP)  ## run the embedded demo: broker, simulator, live view of the topics
+	$(BIN)/allocflow demo $(DEMO_ARGS)
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)  ## mypy --strict on the package
+	$(BIN)/mypy
+
+test: lint typecheck  ## the full suite: lint, types, unit, property and integration tests
+	$(BIN)/python -m pytest
+
+clean:  ## remove the venv and build output
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""I/O at the edges: Kafka clients, the embedded broker and file output."""

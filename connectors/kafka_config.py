@@ -1,0 +1,67 @@
+"""Configuration of confluent-kafka clients, built from one connection description."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+_SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret"})
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """How to reach a Kafka cluster.
+
+    Attributes:
+        bootstrap_servers: ``host:port[,host:port…]``.
+        client_id: Client id reported to the broker.
+        security: librdkafka security properties (``security.protocol``, ``sasl.*``,
+            ``ssl.*``), passed to every client untouched.
+        extra: Any other librdkafka properties, applied last (they win).
+    """
+
+    bootstrap_servers: str
+    client_id: str = "allocflow"
+    security: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def admin_config(self) -> dict[str, str]:
+        """Return the configuration of an ``AdminClient``."""
+        return self._with_common({})
+
+    def producer_config(self) -> dict[str, str]:
+        """Return the configuration of a ``Producer``: idempotent, acks from all replicas."""
+        return self._with_common(
+            {
+                "enable.idempotence": "true",
+                "acks": "all",
+                "linger.ms": "20",
+                "compression.type": "lz4",
+                "message.timeout.ms": "60000",
+            }
+        )
+
+    def consumer_config(self, group_id: str) -> dict[str, str]:
+        """Return the configuration of a ``Consumer`` that is assigned partitions explicitly.
+
+        Args:
+            group_id: Consumer group id; required by librdkafka even without subscribing.
+        """
+        return self._with_common(
+            {
+                "group.id": group_id,
+                "enable.auto.commit": "false",
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": "true",
+                "fetch.wait.max.ms": "100",
+            }
+        )
+
+    def redacted(self, config: Mapping[str, str]) -> dict[str, str]:
+        """Return ``config`` with secret values replaced, safe to log."""
+        return {key: "***" if key in _SECRET_KEYS else value for key, value in config.items()}
+
+    def _with_common(self, specific: dict[str, str]) -> dict[str, str]:
+        config = {"bootstrap.servers": self.bootstrap_servers, "client.id": self.client_id}
+        config.update(specific)
+        config.update(self.security)
+        config.update(self.extra)
+        return config

@@ -1,0 +1,1 @@
+"""Deterministic scenario simulator of a regional distributor's event feeds."""

@@ -1,0 +1,1 @@
+"""Dataflows, runtime settings and the ``allocflow`` command line."""

@@ -1,0 +1,1 @@
+"""One module per ``allocflow`` sub-command; each exposes ``register(subparsers)``."""

@@ -1,0 +1,49 @@
+"""``allocflow settings``: show the effective settings, or document them."""
+
+import argparse
+import json
+
+from pydantic.fields import FieldInfo
+
+from allocflow.flows.settings import ENV_PREFIX, Settings
+
+
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add the ``settings`` sub-command."""
+    parser = subparsers.add_parser(
+        "settings", help="show the effective settings (secrets masked) or document them"
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the reference table of every setting"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the settings as JSON (secrets masked) or as a Markdown reference."""
+    print(settings_reference() if args.markdown else effective_settings(settings))
+    return 0
+
+
+def effective_settings(settings: Settings) -> str:
+    """Return the settings as indented JSON; secret values are masked."""
+    return json.dumps(settings.model_dump(mode="json"), indent=2, sort_keys=True)
+
+
+def settings_reference() -> str:
+    """Return a Markdown table of every setting: env var, type, default, meaning."""
+    rows = [
+        "| setting | environment variable | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, info in Settings.model_fields.items():
+        rows.append(
+            f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | {_default(info)} | {info.description} |"
+        )
+    return "\n".join(rows)
+
+
+def _default(info: FieldInfo) -> str:
+    if info.default_factory is not None:
+        return "`{}`"
+    return "unset" if info.default is None else f"`{info.default}`"

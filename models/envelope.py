@@ -1,0 +1,50 @@
+"""The envelope every input event carries."""
+
+from enum import StrEnum
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from allocflow.models._internal.types import ContractModel, Identifier
+
+SCHEMA_VERSION: Literal[1] = 1
+"""Major version of the event contract. A breaking change increments it."""
+
+
+class Source(StrEnum):
+    """The system that emitted an event."""
+
+    ERP = "erp"
+    OMS = "oms"
+    WMS = "wms"
+    TMS = "tms"
+    CARRIER = "carrier"
+
+
+class EventEnvelope(ContractModel):
+    """Fields shared by every input event.
+
+    Subclasses add ``event_type`` (the discriminator) and the keys of their subject.
+    """
+
+    KEY_FIELD: ClassVar[str]
+    """Name of the field whose value is the Kafka message key of the event."""
+
+    event_id: Identifier = Field(
+        description="Globally unique id of this event; the de-duplication key."
+    )
+    event_time: AwareDatetime = Field(
+        description="Business time at which the fact happened (timezone-aware, ISO 8601)."
+    )
+    source: Source = Field(description="System that emitted the event.")
+    schema_version: Literal[1] = Field(
+        default=SCHEMA_VERSION, description="Major version of the event contract."
+    )
+
+    def message_key(self) -> str:
+        """Return the Kafka message key: the subject key that orders this event's stream.
+
+        Returns:
+            The value of the field named by ``KEY_FIELD``.
+        """
+        return str(getattr(self, self.KEY_FIELD))
