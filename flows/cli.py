@@ -12,7 +12,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from allocflow.flows.commands import settings_cmd
+from allocflow.flows.commands import broker_cmd, settings_cmd, tail_cmd
 from allocflow.flows.settings import ENV_PREFIX, Settings
 
 
@@ -23,7 +23,11 @@ class _Registrar(Protocol):
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
-_REGISTRARS: tuple[_Registrar, ...] = (settings_cmd.register,)
+_REGISTRARS: tuple[_Registrar, ...] = (
+    settings_cmd.register,
+    broker_cmd.register,
+    tail_cmd.register,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
