@@ -12,7 +12,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from allocflow.flows.commands import broker_cmd, settings_cmd, tail_cmd
+from allocflow.flows.commands import broker_cmd, schema, settings_cmd, tail_cmd
 from allocflow.flows.settings import ENV_PREFIX, Settings
 
 
@@ -25,6 +25,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 _REGISTRARS: tuple[_Registrar, ...] = (
     settings_cmd.register,
+    schema.register,
     broker_cmd.register,
     tail_cmd.register,
 )

@@ -107,8 +107,16 @@ def _preview(value: Any) -> str:
     elif isinstance(value, str):
         text = value
     else:
-        text = orjson.dumps(value, default=repr).decode()
+        text = _json_text(value)
     return text if len(text) <= _VALUE_PREVIEW else text[:_VALUE_PREVIEW] + "…"
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value, default=repr).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits, which valid JSON may carry.
+        return repr(value)
 
 
 def _describe(error: FieldError) -> str:

@@ -49,4 +49,7 @@ class DeadLetterRecord(ContractModel):
     reason_code: DeadLetterReason = Field(description="Category of the problem.")
     reason: Text = Field(description="Readable summary naming each bad field and value.")
     errors: list[FieldError] = Field(description="Every problem found, by field.")
-    raw: bytes = Field(description="The message value exactly as received (base64 in JSON).")
+    raw: bytes = Field(
+        description="The message value exactly as received; in JSON, URL-safe base64 with "
+        "padding (RFC 4648 §5: '-' and '_' instead of '+' and '/')."
+    )
