@@ -12,7 +12,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from allocflow.flows.commands import broker_cmd, schema, settings_cmd, tail_cmd
+from allocflow.flows.commands import broker_cmd, schema, settings_cmd, simulate, tail_cmd
 from allocflow.flows.settings import ENV_PREFIX, Settings
 
 
@@ -28,6 +28,7 @@ _REGISTRARS: tuple[_Registrar, ...] = (
     schema.register,
     broker_cmd.register,
     tail_cmd.register,
+    simulate.register,
 )
 
 

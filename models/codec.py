@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from allocflow.models.dead_letter import DeadLetterReason, FieldError
+from allocflow.models.envelope import EventEnvelope
 from allocflow.models.topics import INPUT_TOPICS, InputEvent, InputTopic
 
 _VALUE_PREVIEW = 120
@@ -64,7 +65,7 @@ def decode_event(topic: InputTopic, raw: bytes) -> InputEvent:
     return event
 
 
-def encode_event(event: InputEvent) -> bytes:
+def encode_event(event: EventEnvelope) -> bytes:
     """Serialise an event to the JSON bytes that go on its topic."""
     return event.__pydantic_serializer__.to_json(event)
 

@@ -24,7 +24,8 @@ class Source(StrEnum):
 class EventEnvelope(ContractModel):
     """Fields shared by every input event.
 
-    Subclasses add ``event_type`` (the discriminator) and the keys of their subject.
+    Subclasses narrow ``event_type`` (the discriminator) to a literal and add the keys
+    of their subject.
     """
 
     KEY_FIELD: ClassVar[str]
@@ -40,6 +41,7 @@ class EventEnvelope(ContractModel):
     schema_version: Literal[1] = Field(
         default=SCHEMA_VERSION, description="Major version of the event contract."
     )
+    event_type: str = Field(description="Type of the event; selects its schema.")
 
     def message_key(self) -> str:
         """Return the Kafka message key: the subject key that orders this event's stream.
