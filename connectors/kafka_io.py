@@ -170,6 +170,13 @@ class CheckedProducer:
         if failures or undelivered:
             raise DeliveryError(failures, undelivered)
 
+    def close(self, timeout_s: float) -> None:
+        """Flush like :meth:`flush` (raising the same errors), then release the client."""
+        try:
+            self.flush(timeout_s)
+        finally:
+            self._producer.close()
+
     def _callback(
         self, on_delivered: Callable[[Delivery], None] | None
     ) -> Callable[[KafkaError | None, Message], None]:

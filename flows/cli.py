@@ -12,7 +12,14 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from allocflow.flows.commands import broker_cmd, schema, settings_cmd, simulate, tail_cmd
+from allocflow.flows.commands import (
+    broker_cmd,
+    demo,
+    schema,
+    settings_cmd,
+    simulate,
+    tail_cmd,
+)
 from allocflow.flows.settings import ENV_PREFIX, Settings
 
 
@@ -29,6 +36,7 @@ _REGISTRARS: tuple[_Registrar, ...] = (
     broker_cmd.register,
     tail_cmd.register,
     simulate.register,
+    demo.register,
 )
 
 

@@ -138,6 +138,7 @@ class _Backorder:
     order_id: str
     line_id: str
     qty: int
+    home_node_id: str
 
 
 @dataclass
@@ -169,6 +170,7 @@ class _Stock:
     committed: int = 0
     reserved: int = 0
     on_order: int = 0
+    backlog: int = 0
     reorder_point: int = 1
     order_up_to: int = 3
 
@@ -455,7 +457,9 @@ class Simulation:
                     break
             if remaining:
                 self.stats["sim.backordered_lines"] += 1
-                self._backorders[sku].append(_Backorder(order_id, line_id, remaining))
+                home = self.world.home_node(order.customer.region).node_id
+                self._stock[(home, sku)].backlog += remaining
+                self._backorders[sku].append(_Backorder(order_id, line_id, remaining, home))
         for node_id, lines in plan.items():
             self._create_shipment(order, node_id, lines)
 
@@ -466,10 +470,12 @@ class Simulation:
             backorder = waiting[0]
             order = self._orders[backorder.order_id]
             if order.cancelled:
+                self._stock[(backorder.home_node_id, sku)].backlog -= backorder.qty
                 waiting.popleft()
                 continue
             take = min(stock.available, backorder.qty)
             stock.committed += take
+            self._stock[(backorder.home_node_id, sku)].backlog -= take
             backorder.qty -= take
             if backorder.qty == 0:
                 waiting.popleft()
@@ -615,7 +621,9 @@ class Simulation:
 
     def _review_stock(self) -> None:
         for (node_id, sku), stock in self._stock.items():
-            position = stock.physical - stock.committed - stock.reserved + stock.on_order
+            position = (
+                stock.physical - stock.committed - stock.reserved + stock.on_order - stock.backlog
+            )
             if position < stock.reorder_point:
                 self._order_stock(node_id, sku, self._rng.uniform(24, 72) * _HOUR)
             elif self._rng.random() < _CYCLE_COUNT_SHARE and stock.physical > 3:
@@ -623,8 +631,8 @@ class Simulation:
 
     def _order_stock(self, node_id: str, sku: str, lead_time: timedelta) -> None:
         stock = self._stock[(node_id, sku)]
-        qty = stock.order_up_to - (stock.physical - stock.committed - stock.reserved)
-        qty = max(qty - stock.on_order, stock.reorder_point)
+        free = stock.physical - stock.committed - stock.reserved - stock.backlog
+        qty = max(stock.order_up_to - free - stock.on_order, stock.reorder_point)
         supplier = self._suppliers[sku]
         po = _PurchaseOrder(
             f"PO-{self._next_id('po'):06d}", supplier, node_id, sku, qty, self.now + lead_time

@@ -72,8 +72,8 @@ class KafkaSink:
         )
 
     def close(self) -> None:
-        """Wait until the broker stored every message; raise if any was lost."""
-        self._producer.flush(_FLUSH_TIMEOUT_S)
+        """Wait until the broker stored every message (raise if any was lost); disconnect."""
+        self._producer.close(_FLUSH_TIMEOUT_S)
 
 
 class Pacer:
