@@ -129,6 +129,7 @@ class _Order:
     lines: dict[str, int]
     skus: dict[str, str]
     promised: datetime
+    placed_at: datetime
     cancelled: bool = False
     fulfilled: bool = False
 
@@ -159,6 +160,7 @@ class _Shipment:
     lane: Lane
     lines: list[ShipmentLine]
     tracking_no: str
+    order_placed_at: datetime
     delivery_at: datetime = DEFAULT_START
     carrier_eta: datetime = DEFAULT_START
     disrupted: bool = False
@@ -208,6 +210,18 @@ class Simulation:
         self._holds: dict[str, str] = {}
         self._held_orders: dict[str, list[str]] = defaultdict(list)
         self._shipments: dict[str, _Shipment] = {}
+        self._check_disrupted_lane_exists()
+
+    def _check_disrupted_lane_exists(self) -> None:
+        disruption = self.behaviour.carrier_disruption
+        if disruption is None:
+            return
+        lanes = self.world.lanes.get((disruption.node_id, disruption.region), ())
+        if disruption.carrier_id not in {lane.carrier_id for lane in lanes}:
+            raise ValueError(
+                f"carrier disruption names lane {disruption.node_id}>{disruption.region} of "
+                f"{disruption.carrier_id}, which the world does not have"
+            )
 
     def run(self) -> Iterator[EventEnvelope]:
         """Yield every event of the simulation in event-time order."""
@@ -402,6 +416,7 @@ class Simulation:
             {line.line_id: line.qty for line in lines},
             {line.line_id: line.sku for line in lines},
             promise,
+            self.now,
         )
         if self._rng.random() < self.behaviour.change_rate:
             self._after(0.1, 0.8, partial(self._change_order, order_id))
@@ -488,7 +503,12 @@ class Simulation:
         cutoff = self.now + _DISPATCH_CUTOFF
         promise = order.promised if order.promised >= cutoff else cutoff + lane.transit
         shipment = _Shipment(
-            f"SH-{number:07d}", order.order_id, lane, lines, f"{lane.carrier_id[5:8]}{number:010d}"
+            f"SH-{number:07d}",
+            order.order_id,
+            lane,
+            lines,
+            f"{lane.carrier_id[5:8]}{number:010d}",
+            order.placed_at,
         )
         self._shipments[shipment.shipment_id] = shipment
         self._emit(
@@ -542,23 +562,30 @@ class Simulation:
 
     # -- carriers ---------------------------------------------------------------
 
-    def _disrupted(self, lane: Lane) -> bool:
+    def _disrupted(self, shipment: _Shipment) -> bool:
+        """Whether the shipment rides the disrupted lane for an order placed in the window."""
         disruption = self.behaviour.carrier_disruption
-        return bool(
-            disruption
-            and disruption.carrier_id == lane.carrier_id
-            and disruption.node_id == lane.node_id
-            and disruption.region == lane.region
-            and self.in_window(disruption.window)
-        )
+        lane = shipment.lane
+        if disruption is None or (disruption.carrier_id, disruption.node_id, disruption.region) != (
+            lane.carrier_id,
+            lane.node_id,
+            lane.region,
+        ):
+            return False
+        placed = (shipment.order_placed_at - self.config.start) / self.config.horizon
+        return disruption.window.contains(placed)
 
     def _carrier_pickup(self, shipment: _Shipment) -> None:
         lane = shipment.lane
         transit = lane.transit * self._rng.lognormvariate(0.0, 0.12)
         disruption = self.behaviour.carrier_disruption
-        if disruption and self._disrupted(lane):
+        if disruption and self._disrupted(shipment):
             shipment.disrupted = True
-            transit *= disruption.transit_factor
+            hold_up = self._rng.uniform(
+                disruption.min_extra_delay.total_seconds(),
+                disruption.max_extra_delay.total_seconds(),
+            )
+            transit = transit * disruption.transit_factor + timedelta(seconds=round(hold_up))
             self.stats["sim.disrupted_shipments"] += 1
         shipment.delivery_at = self.now + transit
         shipment.carrier_eta = self.now + lane.transit

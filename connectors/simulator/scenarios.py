@@ -65,14 +65,18 @@ class CarrierDisruption:
         carrier_id: Carrier disrupted.
         node_id: Origin node of the lane.
         region: Destination region of the lane.
-        transit_factor: Multiplier of transit time for shipments picked up in the window.
-        window: When shipments picked up are affected.
+        transit_factor: Multiplier of transit time of the disrupted shipments.
+        min_extra_delay: Least hold-up at the carrier's hub, added to the transit.
+        max_extra_delay: Largest hold-up at the carrier's hub.
+        window: Shipments on the lane for orders placed in this window are disrupted.
     """
 
     carrier_id: str = "CARR-NORTHSTAR"
     node_id: str = "DC-ATL"
     region: str = "southeast"
-    transit_factor: float = 2.5
+    transit_factor: float = 2.0
+    min_extra_delay: timedelta = timedelta(hours=24)
+    max_extra_delay: timedelta = timedelta(hours=60)
     window: Window = Window(0.2, 0.8)
 
 
@@ -126,7 +130,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "carrier-disruption",
-            "CARR-NORTHSTAR on lane DC-ATL>southeast: 2.5x transit, exceptions, ETA slips.",
+            "CARR-NORTHSTAR on lane DC-ATL>southeast: 2x transit plus 1-2.5 days at the hub, "
+            "exceptions, stalled scans, slipping ETAs.",
             lambda behaviour: replace(behaviour, carrier_disruption=CarrierDisruption()),
         ),
         Scenario(

@@ -60,7 +60,14 @@ _TRANSIT_HOURS: dict[tuple[str, str], float] = {
     ("DC-RNO", "south"): 48,
     ("DC-RNO", "west"): 20,
 }
-CARRIERS: tuple[str, ...] = ("CARR-SWIFTLINE", "CARR-NORTHSTAR", "CARR-REDROUTE", "CARR-PARCELCO")
+CARRIERS_BY_REGION: dict[str, tuple[str, str]] = {
+    "northeast": ("CARR-NORTHSTAR", "CARR-SWIFTLINE"),
+    "southeast": ("CARR-NORTHSTAR", "CARR-PARCELCO"),
+    "midwest": ("CARR-REDROUTE", "CARR-SWIFTLINE"),
+    "south": ("CARR-PARCELCO", "CARR-REDROUTE"),
+    "west": ("CARR-SWIFTLINE", "CARR-PARCELCO"),
+}
+"""The two carriers delivering into each region, from every node."""
 SUPPLIERS: tuple[str, ...] = ("SUP-ACME", "SUP-GLOBEX", "SUP-INITECH", "SUP-UMBRELLA")
 CATEGORIES: tuple[str, ...] = ("hardware", "electrical", "plumbing", "safety", "storm-supplies")
 
@@ -186,10 +193,10 @@ def _build_customer(rng: random.Random, index: int) -> Customer:
 
 
 def _build_lanes() -> dict[tuple[str, str], tuple[Lane, ...]]:
-    lanes: dict[tuple[str, str], tuple[Lane, ...]] = {}
-    for position, ((node_id, region), hours) in enumerate(sorted(_TRANSIT_HOURS.items())):
-        carriers = (CARRIERS[position % len(CARRIERS)], CARRIERS[(position + 1) % len(CARRIERS)])
-        lanes[(node_id, region)] = tuple(
-            Lane(node_id, region, carrier, timedelta(hours=hours)) for carrier in carriers
+    return {
+        (node_id, region): tuple(
+            Lane(node_id, region, carrier, timedelta(hours=hours))
+            for carrier in CARRIERS_BY_REGION[region]
         )
-    return lanes
+        for (node_id, region), hours in sorted(_TRANSIT_HOURS.items())
+    }
