@@ -11,6 +11,7 @@ from importlib.metadata import version
 from typing import Protocol
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from allocflow.flows.commands import (
     broker_cmd,
@@ -66,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as error:
         print(_settings_error(error), file=sys.stderr)
+        return 2
+    except SettingsError as error:
+        print(f"invalid settings: {error} (mappings must be JSON objects)", file=sys.stderr)
         return 2
     handler: Handler = args.handler
     try:

@@ -1,0 +1,76 @@
+"""Settings: read from the environment, validated at start, documented in docs/configuration.md."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from allocflow.flows.cli import main
+from allocflow.flows.commands.settings_cmd import settings_reference
+from allocflow.flows.settings import Settings
+from allocflow.models.topics import InputTopic, OutputTopic
+
+pytestmark = pytest.mark.unit
+
+DOC = Path(__file__).parents[2] / "docs" / "configuration.md"
+
+
+def test_configuration_doc_lists_every_setting() -> None:
+    text = DOC.read_text()
+    table = re.search(
+        r"<!-- settings-table:start -->\n(.*)\n<!-- settings-table:end -->", text, re.S
+    )
+    assert table is not None
+    assert table.group(1) == settings_reference(), (
+        "docs/configuration.md is stale: paste the output of `allocflow settings --markdown`"
+    )
+
+
+def test_every_field_is_described() -> None:
+    for name, info in Settings.model_fields.items():
+        assert info.description, name
+
+
+def test_environment_sets_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOCFLOW_TOPIC_ORDERS", "erp.orders.v1")
+    monkeypatch.setenv("ALLOCFLOW_KAFKA_EXTRA", '{"socket.keepalive.enable": "true"}')
+    settings = Settings()
+    assert settings.topic_name(InputTopic.ORDERS) == "erp.orders.v1"
+    assert settings.kafka_connection("h:1").consumer_config("g")["socket.keepalive.enable"] == (
+        "true"
+    )
+
+
+def test_every_logical_topic_has_a_setting() -> None:
+    settings = Settings()
+    for topic in (*InputTopic, *OutputTopic):
+        assert settings.topic_name(topic) == topic.value
+
+
+def test_bad_setting_stops_the_cli_naming_field_and_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ALLOCFLOW_TOPIC_PARTITIONS", "many")
+    assert main(["settings"]) == 2
+    error = capsys.readouterr().err
+    assert "topic_partitions (ALLOCFLOW_TOPIC_PARTITIONS)" in error
+    assert "'many'" in error
+
+
+def test_secret_values_are_never_echoed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ALLOCFLOW_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("ALLOCFLOW_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("ALLOCFLOW_SASL_USERNAME", "svc-allocflow")
+    monkeypatch.setenv("ALLOCFLOW_SASL_PASSWORD", "hunter2-secret")
+    assert main(["settings"]) == 0
+    shown = capsys.readouterr().out
+    assert "hunter2-secret" not in shown
+    assert json.loads(shown)["sasl_password"] == "*" * 10
+    monkeypatch.setenv("ALLOCFLOW_KAFKA_EXTRA", "not json hunter2-secret")
+    assert main(["settings"]) == 2
+    error = capsys.readouterr().err
+    assert "kafka_extra" in error
+    assert "hunter2-secret" not in error
