@@ -3,9 +3,9 @@
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from allocflow.models._internal.types import ContractModel, Identifier, Text
+from allocflow.models._internal.types import ContractModel, Identifier, Text, Timestamp
 from allocflow.models.envelope import SCHEMA_VERSION
 from allocflow.models.vocabulary import OwnerRole, ReasonCode, Severity
 
@@ -30,8 +30,8 @@ class AllocationException(ContractModel):
     reason_code: ReasonCode = Field(description="Why it was opened.")
     severity: Severity = Field(description="Urgency.")
     owner_role: OwnerRole = Field(description="Role expected to act.")
-    opened_at: AwareDatetime = Field(description="Event time it opened; aging starts here.")
-    closed_at: AwareDatetime | None = Field(default=None, description="Event time it closed.")
+    opened_at: Timestamp = Field(description="Event time it opened; aging starts here.")
+    closed_at: Timestamp | None = Field(default=None, description="Event time it closed.")
     resolution: Text | None = Field(default=None, description="How it was resolved.")
     detail: Text = Field(description="What happened, for the owner.")
     cause_event_id: Identifier = Field(description="Event that opened or closed it.")

@@ -2,9 +2,9 @@
 
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from allocflow.models._internal.types import Identifier, Text
+from allocflow.models._internal.types import Identifier, Text, Timestamp
 from allocflow.models.envelope import EventEnvelope
 
 
@@ -16,7 +16,7 @@ class CarrierEvent(EventEnvelope):
     carrier_id: Identifier = Field(description="Carrier reporting.")
     tracking_no: Identifier = Field(description="Carrier tracking number.")
     location: Identifier | None = Field(default=None, description="Scan location code.")
-    eta: AwareDatetime | None = Field(
+    eta: Timestamp | None = Field(
         default=None, description="Carrier's current estimated delivery time."
     )
 
@@ -37,7 +37,7 @@ class CarrierEtaUpdated(CarrierEvent):
     """The carrier revised its delivery estimate."""
 
     event_type: Literal["carrier.eta_updated"] = "carrier.eta_updated"
-    eta: AwareDatetime = Field(description="The revised estimated delivery time.")
+    eta: Timestamp = Field(description="The revised estimated delivery time.")
     reason: Text = Field(default="", description="Carrier's reason for the change.")
 
 

@@ -9,17 +9,22 @@ Example:
     SCHEMA_VIOLATION | event_id
 """
 
+import hashlib
+from datetime import datetime
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from allocflow.models.dead_letter import DeadLetterReason, FieldError
+from allocflow.models.dead_letter import DeadLetterReason, DeadLetterRecord, FieldError
 from allocflow.models.envelope import EventEnvelope
+from allocflow.models.ids import stable_id
 from allocflow.models.topics import INPUT_TOPICS, InputEvent, InputTopic
 
 _VALUE_PREVIEW = 120
+_TEXT_LIMIT = 2000
+_MAX_ERRORS = 100
 
 
 class ContractError(ValueError):
@@ -99,14 +104,13 @@ def _field_error(detail: ErrorDetails) -> FieldError:
         return FieldError(field="event_type", message=detail["msg"], value=_preview(tag))
     location = "" if kind == "json_invalid" else ".".join(str(p) for p in detail["loc"][1:])
     value = None if kind == "missing" else _preview(detail["input"])
-    return FieldError(field=location, message=detail["msg"], value=value)
+    message = detail["msg"].removeprefix("Value error, ")
+    return FieldError(field=location, message=message, value=value)
 
 
 def _preview(value: Any) -> str:
     if isinstance(value, bytes):
         text = value.decode("utf-8", errors="replace")
-    elif isinstance(value, str):
-        text = value
     else:
         text = _json_text(value)
     return text if len(text) <= _VALUE_PREVIEW else text[:_VALUE_PREVIEW] + "…"
@@ -133,3 +137,54 @@ def _event_id_of(raw: bytes) -> str | None:
         return None
     event_id = document.get("event_id") if isinstance(document, dict) else None
     return event_id if isinstance(event_id, str) and event_id else None
+
+
+def dead_letter_record(
+    error: ContractError,
+    *,
+    topic: str,
+    raw: bytes,
+    partition: int | None = None,
+    offset: int | None = None,
+    key: bytes | None = None,
+    timestamp: datetime | None = None,
+) -> DeadLetterRecord:
+    """Build the dead-letter record of a rejected message; nothing of it is lost.
+
+    The id comes from the message's position when it has one (a replay gives the
+    same id), else from its bytes. The readable reason is cut to the record's limit;
+    the raw bytes and the field errors are kept whole (up to ``_MAX_ERRORS`` errors).
+
+    Args:
+        error: Why the message was rejected.
+        topic: Topic it was read from.
+        raw: Its value, verbatim.
+        partition: Its partition, if read from Kafka.
+        offset: Its offset, if read from Kafka.
+        key: Its key, if any.
+        timestamp: Its broker timestamp, if any.
+
+    Returns:
+        The record for the dead-letter topic.
+    """
+    if partition is not None and offset is not None:
+        dead_letter_id = stable_id("dlq", topic, str(partition), str(offset))
+    else:
+        dead_letter_id = stable_id("dlq", topic, hashlib.blake2b(raw).hexdigest())
+    return DeadLetterRecord(
+        dead_letter_id=dead_letter_id,
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        key=None if key is None else _cut(key.decode("utf-8", errors="replace")),
+        source_timestamp=timestamp,
+        event_id=None if error.event_id is None else _cut(error.event_id),
+        reason_code=error.reason_code,
+        reason=_cut(error.summary),
+        errors=error.errors[:_MAX_ERRORS],
+        raw=raw,
+    )
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _TEXT_LIMIT else text[: _TEXT_LIMIT - 1] + "…"

@@ -3,9 +3,9 @@
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from allocflow.models._internal.types import ContractModel, Identifier, Text
+from allocflow.models._internal.types import ContractModel, Identifier, Text, Timestamp
 from allocflow.models.envelope import SCHEMA_VERSION
 
 
@@ -40,7 +40,7 @@ class DeadLetterRecord(ContractModel):
     partition: int | None = Field(default=None, ge=0, description="Its partition, if any.")
     offset: int | None = Field(default=None, ge=0, description="Its offset, if any.")
     key: Text | None = Field(default=None, description="Its message key, decoded as UTF-8.")
-    source_timestamp: AwareDatetime | None = Field(
+    source_timestamp: Timestamp | None = Field(
         default=None, description="The message's broker timestamp, if any."
     )
     event_id: Text | None = Field(

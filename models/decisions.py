@@ -3,9 +3,9 @@
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from allocflow.models._internal.types import ContractModel, Identifier, Quantity, Text
+from allocflow.models._internal.types import ContractModel, Identifier, Quantity, Text, Timestamp
 from allocflow.models.envelope import SCHEMA_VERSION
 from allocflow.models.vocabulary import ReasonCode
 
@@ -48,7 +48,7 @@ class AllocationDecision(ContractModel):
     line_id: Identifier = Field(description="Order line.")
     sku: Identifier = Field(description="SKU.")
     customer_id: Identifier = Field(description="Customer.")
-    decided_at: AwareDatetime = Field(description="Event time of the event that caused it.")
+    decided_at: Timestamp = Field(description="Event time of the event that caused it.")
     cause_event_id: Identifier = Field(description="Event that caused the decision.")
     policy_version: Identifier = Field(description="Version of the policy applied.")
     rule: Identifier = Field(description="Policy rule that decided.")

@@ -3,9 +3,9 @@
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from allocflow.models._internal.types import ContractModel, Identifier, Text
+from allocflow.models._internal.types import ContractModel, Identifier, Text, Timestamp
 from allocflow.models.envelope import SCHEMA_VERSION
 from allocflow.models.vocabulary import Severity
 
@@ -35,6 +35,6 @@ class DqAlert(ContractModel):
     entity: dict[str, str] = Field(
         default_factory=dict, description="Keys of the affected entity (order_id, sku, …)."
     )
-    detected_at: AwareDatetime = Field(description="Event time of detection.")
+    detected_at: Timestamp = Field(description="Event time of detection.")
     detail: Text = Field(description="What is wrong.")
     sample: Text | None = Field(default=None, description="A truncated sample of the input.")

@@ -3,9 +3,9 @@
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from allocflow.models._internal.types import ContractModel, Identifier
+from allocflow.models._internal.types import ContractModel, Identifier, Timestamp
 
 SCHEMA_VERSION: Literal[1] = 1
 """Major version of the event contract. A breaking change increments it."""
@@ -34,7 +34,7 @@ class EventEnvelope(ContractModel):
     event_id: Identifier = Field(
         description="Globally unique id of this event; the de-duplication key."
     )
-    event_time: AwareDatetime = Field(
+    event_time: Timestamp = Field(
         description="Business time at which the fact happened (timezone-aware, ISO 8601)."
     )
     source: Source = Field(description="System that emitted the event.")

@@ -3,9 +3,16 @@
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from allocflow.models._internal.types import ContractModel, Identifier, Money, Quantity, Text
+from allocflow.models._internal.types import (
+    ContractModel,
+    Identifier,
+    Money,
+    Quantity,
+    Text,
+    Timestamp,
+)
 from allocflow.models.envelope import EventEnvelope
 
 
@@ -53,7 +60,7 @@ class OrderPlaced(EventEnvelope):
     customer_tier: Identifier = Field(description="Customer tier named in the policy.")
     channel: Channel = Field(description="Sales channel.")
     region: Identifier = Field(description="Delivery region; selects the home node.")
-    promised_date: AwareDatetime = Field(description="Delivery promised to the customer.")
+    promised_date: Timestamp = Field(description="Delivery promised to the customer.")
     lines: list[OrderLine] = Field(min_length=1, max_length=500, description="Order lines.")
 
     @model_validator(mode="after")
@@ -71,7 +78,7 @@ class OrderChanged(EventEnvelope):
     changes: list[LineChange] = Field(
         default_factory=list, max_length=500, description="New quantities of changed lines."
     )
-    promised_date: AwareDatetime | None = Field(
+    promised_date: Timestamp | None = Field(
         default=None, description="New promised delivery, when it changed."
     )
 

@@ -3,9 +3,9 @@
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from allocflow.models._internal.types import ContractModel, Identifier, Text
+from allocflow.models._internal.types import ContractModel, Identifier, Text, Timestamp
 from allocflow.models.envelope import SCHEMA_VERSION
 from allocflow.models.vocabulary import Severity
 
@@ -33,9 +33,9 @@ class RouteAlert(ContractModel):
     lane: Identifier = Field(description="Lane: shipping node and destination region.")
     shipment_id: Identifier | None = Field(default=None, description="Shipment, if one.")
     order_id: Identifier | None = Field(default=None, description="Order, if known.")
-    detected_at: AwareDatetime = Field(description="Event time of detection.")
-    promised_delivery: AwareDatetime | None = Field(default=None, description="The promise.")
-    expected_delivery: AwareDatetime | None = Field(
+    detected_at: Timestamp = Field(description="Event time of detection.")
+    promised_delivery: Timestamp | None = Field(default=None, description="The promise.")
+    expected_delivery: Timestamp | None = Field(
         default=None, description="Carrier ETA or predicted delivery at detection."
     )
     resolves_alert_id: Identifier | None = Field(

@@ -2,9 +2,9 @@
 
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from allocflow.models._internal.types import ContractModel, Identifier, Quantity
+from allocflow.models._internal.types import ContractModel, Identifier, Quantity, Timestamp
 from allocflow.models.envelope import EventEnvelope
 
 
@@ -26,8 +26,8 @@ class ShipmentCreated(EventEnvelope):
     node_id: Identifier = Field(description="Shipping warehouse.")
     carrier_id: Identifier = Field(description="Carrier booked.")
     lane: Identifier = Field(description="Lane: shipping node and destination region.")
-    dispatch_cutoff: AwareDatetime = Field(description="Latest dispatch time for the promise.")
-    promised_delivery: AwareDatetime = Field(description="Delivery promised to the customer.")
+    dispatch_cutoff: Timestamp = Field(description="Latest dispatch time for the promise.")
+    promised_delivery: Timestamp = Field(description="Delivery promised to the customer.")
     lines: list[ShipmentLine] = Field(min_length=1, max_length=500, description="Lines shipped.")
 
     @model_validator(mode="after")

@@ -1,8 +1,30 @@
 """Constrained field types shared by every contract model."""
 
-from typing import Annotated
+import re
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """Accept datetimes and RFC 3339 text only (not epoch numbers, not other formats)."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.match(value)):
+        return value
+    raise ValueError("timestamp must be RFC 3339 text, e.g. 2026-03-02T06:00:00Z")
+
 
 Identifier = Annotated[
     str,
@@ -29,6 +51,8 @@ Money = Annotated[
     Field(ge=0, le=1e9, allow_inf_nan=False, description="A non-negative amount per unit."),
 ]
 Text = Annotated[str, StringConstraints(max_length=2000)]
+Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_rfc3339_only)]
+"""A timezone-aware point in time, written in RFC 3339."""
 
 
 class ContractModel(BaseModel):

@@ -81,15 +81,15 @@ def test_a_valid_event_decodes_to_its_model() -> None:
         pytest.param(
             _set("event_time", "2025-03-14T09:12:44"),
             "event_time",
-            "2025-03-14T09:12:44",
+            '"2025-03-14T09:12:44"',
             "should have timezone info",
             id="naive-datetime",
         ),
         pytest.param(
             _set("promised_date", "2025-03-18"),
             "promised_date",
-            "2025-03-18",
-            "valid datetime",
+            '"2025-03-18"',
+            "RFC 3339",
             id="date-without-time",
         ),
         pytest.param(_set("lines.0.qty", 0), "lines.0.qty", "0", "greater than 0", id="qty-0"),
@@ -100,7 +100,7 @@ def test_a_valid_event_decodes_to_its_model() -> None:
             _set("lines.0.qty", 2.5), "lines.0.qty", "2.5", "valid integer", id="qty-fraction"
         ),
         pytest.param(
-            _set("lines.0.qty", "24"), "lines.0.qty", "24", "valid integer", id="qty-string"
+            _set("lines.0.qty", "24"), "lines.0.qty", '"24"', "valid integer", id="qty-string"
         ),
         pytest.param(
             _set("lines.0.qty", 10**30),
@@ -119,24 +119,24 @@ def test_a_valid_event_decodes_to_its_model() -> None:
         pytest.param(
             _set("channel", "fax"),
             "channel",
-            "fax",
+            '"fax"',
             "'ecommerce', 'edi' or 'sales'",
             id="unknown-enum",
         ),
-        pytest.param(_set("source", "ERP"), "source", "ERP", "'erp'", id="enum-wrong-case"),
-        pytest.param(_set("order_id", ""), "order_id", "", "at least 1 character", id="empty-id"),
+        pytest.param(_set("source", "ERP"), "source", '"ERP"', "'erp'", id="enum-wrong-case"),
+        pytest.param(_set("order_id", ""), "order_id", '""', "at least 1 character", id="empty-id"),
         pytest.param(
             _set("customer_id", "CUST 1042"),
             "customer_id",
-            "CUST 1042",
+            '"CUST 1042"',
             "pattern",
             id="id-with-space",
         ),
-        pytest.param(_set("lines.0.sku", " "), "lines.0.sku", " ", "pattern", id="whitespace-id"),
+        pytest.param(_set("lines.0.sku", " "), "lines.0.sku", '" "', "pattern", id="whitespace-id"),
         pytest.param(
             _set("region", "x" * 129),
             "region",
-            "x" * 120 + "…",
+            '"' + "x" * 119 + "…",
             "at most 128 characters",
             id="id-too-long",
         ),
@@ -144,7 +144,7 @@ def test_a_valid_event_decodes_to_its_model() -> None:
         pytest.param(
             _set("fulfilment_node", "DC-ATL"),
             "fulfilment_node",
-            "DC-ATL",
+            '"DC-ATL"',
             "Extra inputs are not permitted",
             id="unknown-field",
         ),
@@ -177,15 +177,15 @@ def test_every_bad_field_is_reported_in_one_error() -> None:
     error = _decode_error(json.dumps(document).encode())
 
     assert [(found.field, found.value) for found in error.errors] == [
-        ("promised_date", "2025-03-18T17:00:00"),
+        ("promised_date", '"2025-03-18T17:00:00"'),
         ("lines.0.qty", "0"),
-        ("lines.1.line_id", ""),
+        ("lines.1.line_id", '""'),
     ]
     assert str(error) == error.summary
     assert error.summary == (
-        "promised_date: Input should have timezone info (got 2025-03-18T17:00:00); "
+        'promised_date: Input should have timezone info (got "2025-03-18T17:00:00"); '
         "lines.0.qty: Input should be greater than 0 (got 0); "
-        "lines.1.line_id: String should have at least 1 character (got )"
+        'lines.1.line_id: String should have at least 1 character (got "")'
     )
 
 
@@ -212,7 +212,9 @@ def test_cross_field_rule_is_a_schema_violation_of_the_whole_message() -> None:
 def test_unknown_or_other_topics_event_type(event_type: str, topic: InputTopic) -> None:
     error = _decode_error(_mutated(_set("event_type", event_type)), topic)
     assert error.reason_code is DeadLetterReason.UNKNOWN_EVENT_TYPE
-    assert [(found.field, found.value) for found in error.errors] == [("event_type", event_type)]
+    assert [(found.field, found.value) for found in error.errors] == [
+        ("event_type", json.dumps(event_type))
+    ]
     assert "does not match any of the expected tags" in error.errors[0].message
     assert error.event_id == "oms-20250314-004417"
 
@@ -222,7 +224,7 @@ def test_unsupported_schema_version(version: object) -> None:
     error = _decode_error(_mutated(_set("schema_version", version)))
     assert error.reason_code is DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION
     assert error.errors == [
-        FieldError(field="schema_version", message="Input should be 1", value=str(version))
+        FieldError(field="schema_version", message="Input should be 1", value=json.dumps(version))
     ]
 
 
@@ -261,7 +263,7 @@ def test_malformed_bytes(raw: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "value"),
-    [(b"[1, 2]", "[1,2]"), (b'"order.placed"', "order.placed"), (b"42", "42"), (b"null", "null")],
+    [(b"[1, 2]", "[1,2]"), (b'"order.placed"', '"order.placed"'), (b"42", "42"), (b"null", "null")],
 )
 def test_non_object_json(raw: bytes, value: str) -> None:
     error = _decode_error(raw)
