@@ -169,7 +169,6 @@ class _Shipment:
 @dataclass
 class _Stock:
     physical: int = 0
-    committed: int = 0
     reserved: int = 0
     on_order: int = 0
     backlog: int = 0
@@ -178,7 +177,7 @@ class _Stock:
 
     @property
     def available(self) -> int:
-        return max(0, self.physical - self.committed - self.reserved)
+        return max(0, self.physical - self.reserved)
 
 
 class Simulation:
@@ -465,7 +464,7 @@ class Simulation:
             for node in self.world.nodes_by_distance(order.customer.region):
                 take = min(self._stock[(node.node_id, sku)].available, remaining)
                 if take > 0:
-                    self._stock[(node.node_id, sku)].committed += take
+                    self._stock[(node.node_id, sku)].physical -= take
                     plan[node.node_id].append(ShipmentLine(line_id=line_id, sku=sku, qty=take))
                     remaining -= take
                 if remaining == 0:
@@ -489,7 +488,7 @@ class Simulation:
                 waiting.popleft()
                 continue
             take = min(stock.available, backorder.qty)
-            stock.committed += take
+            stock.physical -= take
             self._stock[(backorder.home_node_id, sku)].backlog -= take
             backorder.qty -= take
             if backorder.qty == 0:
@@ -527,16 +526,11 @@ class Simulation:
 
     def _pick(self, shipment_id: str) -> None:
         shipment = self._shipments[shipment_id]
-        node_id = shipment.lane.node_id
-        short: list[ShortLine] = []
-        for line in shipment.lines:
-            stock = self._stock[(node_id, line.sku)]
-            stock.committed -= line.qty
-            stock.physical -= line.qty
-            if line.qty > 1 and self._rng.random() < _SHORT_PICK_SHARE:
-                short.append(ShortLine(line_id=line.line_id, sku=line.sku, qty_short=1))
-                stock.physical += 1
-                self._adjust(node_id, line.sku, -1, "damage")
+        short = [
+            ShortLine(line_id=line.line_id, sku=line.sku, qty_short=1)
+            for line in shipment.lines
+            if line.qty > 1 and self._rng.random() < _SHORT_PICK_SHARE
+        ]
         self._emit(ShipmentPicked, Source.WMS, shipment_id=shipment_id, order_id=shipment.order_id)
         if short:
             self._emit(
@@ -648,9 +642,7 @@ class Simulation:
 
     def _review_stock(self) -> None:
         for (node_id, sku), stock in self._stock.items():
-            position = (
-                stock.physical - stock.committed - stock.reserved + stock.on_order - stock.backlog
-            )
+            position = stock.physical - stock.reserved + stock.on_order - stock.backlog
             if position < stock.reorder_point:
                 self._order_stock(node_id, sku, self._rng.uniform(24, 72) * _HOUR)
             elif self._rng.random() < _CYCLE_COUNT_SHARE and stock.physical > 3:
@@ -658,7 +650,7 @@ class Simulation:
 
     def _order_stock(self, node_id: str, sku: str, lead_time: timedelta) -> None:
         stock = self._stock[(node_id, sku)]
-        free = stock.physical - stock.committed - stock.reserved - stock.backlog
+        free = stock.physical - stock.reserved - stock.backlog
         qty = max(stock.order_up_to - free - stock.on_order, stock.reorder_point)
         supplier = self._suppliers[sku]
         po = _PurchaseOrder(
