@@ -16,6 +16,7 @@ from pydantic_settings import SettingsError
 from allocflow.flows.commands import (
     broker_cmd,
     demo,
+    policy_cmd,
     schema,
     settings_cmd,
     simulate,
@@ -33,6 +34,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 _REGISTRARS: tuple[_Registrar, ...] = (
     settings_cmd.register,
+    policy_cmd.register,
     schema.register,
     broker_cmd.register,
     tail_cmd.register,
