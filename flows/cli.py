@@ -17,6 +17,7 @@ from allocflow.flows.commands import (
     broker_cmd,
     demo,
     policy_cmd,
+    run_cmd,
     schema,
     settings_cmd,
     simulate,
@@ -39,6 +40,7 @@ _REGISTRARS: tuple[_Registrar, ...] = (
     broker_cmd.register,
     tail_cmd.register,
     simulate.register,
+    run_cmd.register,
     demo.register,
 )
 

@@ -151,9 +151,10 @@ def dead_letter_record(
 ) -> DeadLetterRecord:
     """Build the dead-letter record of a rejected message; nothing of it is lost.
 
-    The id comes from the message's position when it has one (a replay gives the
-    same id), else from its bytes. The readable reason is cut to the record's limit;
-    the raw bytes and the field errors are kept whole (up to ``_MAX_ERRORS`` errors).
+    The id comes from the message's position (partition, offset; for a file, the line)
+    when it has one, so a replay gives the same id; else from its bytes. The readable
+    reason is cut to the record's limit; the raw bytes are kept whole, and the field
+    errors up to ``_MAX_ERRORS`` of them.
 
     Args:
         error: Why the message was rejected.
@@ -167,7 +168,7 @@ def dead_letter_record(
     Returns:
         The record for the dead-letter topic.
     """
-    if partition is not None and offset is not None:
+    if offset is not None:
         dead_letter_id = stable_id("dlq", topic, str(partition), str(offset))
     else:
         dead_letter_id = stable_id("dlq", topic, hashlib.blake2b(raw).hexdigest())

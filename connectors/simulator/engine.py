@@ -92,6 +92,7 @@ class SimulationConfig:
         customers: Number of customers.
         behaviour: Baseline plus scenarios.
         start: Simulated time of the first event.
+        stock_cover_days: Mean days of demand each node holds of each SKU at the start.
     """
 
     seed: int
@@ -102,6 +103,7 @@ class SimulationConfig:
     customers: int = 500
     behaviour: Behaviour = field(default_factory=Behaviour)
     start: datetime = DEFAULT_START
+    stock_cover_days: float = 1.5
 
     def __post_init__(self) -> None:
         """Check that exactly one size is given and that it is positive."""
@@ -113,6 +115,8 @@ class SimulationConfig:
             raise ValueError(f"duration must be positive (got {self.duration})")
         if self.orders_per_hour <= 0 or self.skus <= 0 or self.customers <= 0:
             raise ValueError("orders_per_hour, skus and customers must be positive")
+        if self.stock_cover_days <= 0:
+            raise ValueError(f"stock_cover_days must be positive (got {self.stock_cover_days})")
 
     @property
     def horizon(self) -> timedelta:
@@ -337,7 +341,8 @@ class Simulation:
                     reorder_point=max(1, round(daily)), order_up_to=max(3, round(daily * 3))
                 )
                 if self._rng.random() > 0.04:
-                    stock.physical = round(daily * self._rng.lognormvariate(0.3, 0.6))
+                    cover = self.config.stock_cover_days * self._rng.lognormvariate(-0.18, 0.6)
+                    stock.physical = round(daily * cover)
                 self._stock[(node.node_id, sku.sku)] = stock
                 self._emit(
                     StockSnapshot,
@@ -346,7 +351,7 @@ class Simulation:
                     sku=sku.sku,
                     on_hand=stock.physical,
                 )
-                if stock.physical < daily * 1.5:
+                if stock.physical < daily * self.config.stock_cover_days:
                     self._order_stock(node.node_id, sku.sku, self._rng.uniform(6, 72) * _HOUR)
 
     # -- demand -----------------------------------------------------------------

@@ -64,6 +64,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.add_argument("--skus", type=int, default=400, help="number of SKUs (default 400)")
     parser.add_argument("--customers", type=int, default=500, help="number of customers")
     parser.add_argument(
+        "--stock-cover-days",
+        type=float,
+        default=1.5,
+        help="mean days of demand in stock at the start (default 1.5; lower: more stockouts)",
+    )
+    parser.add_argument(
         "--start", type=parse_start, default=DEFAULT_START, help="simulated start (ISO 8601, tz)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -132,6 +138,7 @@ def _request(args: argparse.Namespace) -> SimulationRequest:
         orders_per_hour=args.orders_per_hour,
         skus=args.skus,
         customers=args.customers,
+        stock_cover_days=args.stock_cover_days,
         behaviour=behaviour_for(scenarios),
         start=args.start,
     )

@@ -1,0 +1,226 @@
+"""The allocation dataflow: orders, stock and shipments in; decisions and exceptions out.
+
+::
+
+    raw messages ─► decode + route (stateless, per batch) ─┬─► dead letters
+                                                           └─► (shard, command)
+    (shard, command) ─► allocate (stateful, keyed by SKU shard) ─┬─► exceptions
+                                                                 └─► decisions
+    decisions ─► roll up (stateful, keyed by order) ─► order status
+
+Every command for a SKU travels one ordered path into its shard, and customer-level
+facts are broadcast to every shard, so the decisions are the same for any number of
+workers or processes. For a repeatable run from files, ``MergedFileSource`` merges
+the topics in event-time order.
+"""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeGuard, cast
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+
+from allocflow.connectors.kafka_config import KafkaConnection
+from allocflow.connectors.policy_file import load_policy
+from allocflow.connectors.stream_sinks import CheckedKafkaSink, write_json_lines
+from allocflow.connectors.stream_sources import MergedFileSource, RawMessage, kafka_source
+from allocflow.flows.rules.commands import Command
+from allocflow.flows.rules.reference import DEFAULT_SHARDS
+from allocflow.flows.rules.rollup import OrderRollup
+from allocflow.flows.rules.routing import route
+from allocflow.flows.rules.shard import AllocationShard, ShardOutput
+from allocflow.models.allocation_exceptions import AllocationException
+from allocflow.models.codec import ContractError, dead_letter_record, decode_event
+from allocflow.models.dead_letter import DeadLetterRecord
+from allocflow.models.decisions import AllocationDecision
+from allocflow.models.order_status import OrderStatus
+from allocflow.models.policy import Policy
+from allocflow.models.topics import InputTopic, OutputTopic
+
+ALLOCATION_INPUTS = (InputTopic.ORDERS, InputTopic.RESERVATIONS, InputTopic.SHIPMENTS)
+"""Topics the allocation flow reads (shipments for goods issues)."""
+
+OutputRecord = AllocationDecision | AllocationException | OrderStatus | DeadLetterRecord
+_Routed = tuple[str, Command] | DeadLetterRecord
+
+
+@dataclass(frozen=True)
+class FileEndpoints:
+    """Read and write ``<topic>.jsonl`` files: inputs from one directory, outputs to another."""
+
+    input_dir: Path
+    output_dir: Path
+
+
+@dataclass(frozen=True)
+class KafkaEndpoints:
+    """Read and write Kafka topics.
+
+    Attributes:
+        connection: The cluster.
+        topics: Logical topic name → actual topic name, inputs and outputs.
+        tail: Keep reading new messages (False: stop at the end of the input topics).
+    """
+
+    connection: KafkaConnection
+    topics: dict[str, str]
+    tail: bool = True
+
+
+@dataclass(frozen=True)
+class AllocationFlowConfig:
+    """Everything the allocation dataflow needs.
+
+    Attributes:
+        policy: The allocation policy.
+        shards: Number of SKU shards (fixed for a deployment: it is part of the state).
+        endpoints: Where to read and write.
+    """
+
+    policy: Policy
+    endpoints: FileEndpoints | KafkaEndpoints
+    shards: int = DEFAULT_SHARDS
+
+
+def build_allocation_flow(config: AllocationFlowConfig) -> Dataflow:
+    """Return the allocation dataflow for ``config``."""
+    flow = Dataflow("allocflow-allocation")
+    raw = _input(flow, config.endpoints)
+    routed = op.flat_map_batch("decode_and_route", raw, _Router(config.policy, config.shards))
+    split = op.branch("dead_or_alive", routed, _is_dead_letter)
+    commands = cast(Stream[tuple[str, Command]], split.falses)
+    outputs = op.stateful_flat_map("allocate", commands, _Allocator(config.policy))
+    decisions = op.filter_map("decisions", outputs, _decision_or_none)
+    by_order = op.key_on("key_by_order", decisions, _order_id)
+    statuses = op.stateful_flat_map("roll_up", by_order, _roll_up)
+    records: dict[OutputTopic, Stream[OutputRecord]] = {
+        OutputTopic.ALLOCATION_DECISIONS: op.merge(
+            "decision_records",
+            op.key_rm("unkey_decisions", outputs),
+            op.key_rm("unkey_statuses", statuses),
+        ),
+        OutputTopic.DEAD_LETTER: cast(Stream[OutputRecord], split.trues),
+    }
+    _output(records, config.endpoints)
+    return flow
+
+
+def get_flow(
+    input_dir: str, output_dir: str, policy_path: str, shards: int = DEFAULT_SHARDS
+) -> Dataflow:
+    """Build the file-to-file flow; for ``python -m bytewax.run`` with several processes.
+
+    Example: ``python -m bytewax.run "allocflow.flows.allocation:get_flow('in', 'out',
+    'policy.toml')" -i 0 -a "host0:2101;host1:2101"``.
+    """
+    endpoints = FileEndpoints(Path(input_dir), Path(output_dir))
+    return build_allocation_flow(
+        AllocationFlowConfig(load_policy(Path(policy_path)), endpoints, shards)
+    )
+
+
+def _input(flow: Dataflow, endpoints: FileEndpoints | KafkaEndpoints) -> Stream[RawMessage]:
+    if isinstance(endpoints, FileEndpoints):
+        files = {t.value: endpoints.input_dir / f"{t.value}.jsonl" for t in ALLOCATION_INPUTS}
+        return op.input("read_files", flow, MergedFileSource(files))
+    topics = {t.value: endpoints.topics[t.value] for t in ALLOCATION_INPUTS}
+    streams = kafka_source(flow, "read_kafka", endpoints.connection, topics, tail=endpoints.tail)
+    return streams.messages
+
+
+def _output(
+    records: dict[OutputTopic, Stream[OutputRecord]], endpoints: FileEndpoints | KafkaEndpoints
+) -> None:
+    decisions = records[OutputTopic.ALLOCATION_DECISIONS]
+    split = op.branch("exceptions_apart", decisions, _is_exception)
+    by_topic = {
+        OutputTopic.ALLOCATION_DECISIONS: split.falses,
+        OutputTopic.ALLOCATION_EXCEPTIONS: split.trues,
+        OutputTopic.DEAD_LETTER: records[OutputTopic.DEAD_LETTER],
+    }
+    for topic, stream in by_topic.items():
+        step = topic.value.replace("-", "_")
+        if isinstance(endpoints, FileEndpoints):
+            values = op.map(f"{step}_json", stream, _to_json)
+            write_json_lines(f"write_{step}", values, endpoints.output_dir / f"{topic.value}.jsonl")
+        else:
+            messages = op.map(f"{step}_message", stream, _to_message)
+            sink = CheckedKafkaSink(endpoints.connection, endpoints.topics[topic.value])
+            op.output(f"produce_{step}", messages, sink)
+
+
+class _Router:
+    """Decodes a batch of raw messages and routes each event's commands to shards."""
+
+    def __init__(self, policy: Policy, shards: int) -> None:
+        self._policy = policy
+        self._shards = shards
+
+    def __call__(self, batch: list[RawMessage]) -> Iterable[_Routed]:
+        for message in batch:
+            yield from self._route(message)
+
+    def _route(self, message: RawMessage) -> Iterator[_Routed]:
+        try:
+            event = decode_event(InputTopic(message.topic), message.value)
+        except ContractError as error:
+            yield dead_letter_record(
+                error,
+                topic=message.topic,
+                raw=message.value,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+            )
+            return
+        yield from route(event, self._policy, self._shards)
+
+
+class _Allocator:
+    """The stateful step's mapper: one ``AllocationShard`` per shard key."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+
+    def __call__(
+        self, state: AllocationShard | None, command: Command
+    ) -> tuple[AllocationShard, list[ShardOutput]]:
+        shard = state if state is not None else AllocationShard(self._policy)
+        return shard, shard.apply(command)
+
+
+def _roll_up(
+    state: OrderRollup | None, decision: AllocationDecision
+) -> tuple[OrderRollup, list[OrderStatus]]:
+    """Keep every order's rollup: a cancelled order's other lines may still report."""
+    rollup = state if state is not None else OrderRollup()
+    status = rollup.apply(decision)
+    return rollup, ([] if status is None else [status])
+
+
+def _is_dead_letter(item: _Routed) -> TypeGuard[DeadLetterRecord]:
+    return isinstance(item, DeadLetterRecord)
+
+
+def _is_exception(record: OutputRecord) -> TypeGuard[AllocationException]:
+    return isinstance(record, AllocationException)
+
+
+def _decision_or_none(item: tuple[str, ShardOutput]) -> AllocationDecision | None:
+    output = item[1]
+    return output if isinstance(output, AllocationDecision) else None
+
+
+def _order_id(decision: AllocationDecision) -> str:
+    return decision.order_id
+
+
+def _to_json(record: OutputRecord) -> bytes:
+    return record.__pydantic_serializer__.to_json(record)
+
+
+def _to_message(record: OutputRecord) -> tuple[str | None, bytes]:
+    key = record.key if isinstance(record, DeadLetterRecord) else record.order_id
+    return key, _to_json(record)

@@ -1,0 +1,1 @@
+"""Allocation business rules as plain Python: no Bytewax, unit-testable on their own."""

@@ -1,0 +1,139 @@
+"""Line-level allocation exceptions: opened when a line needs a human, closed when not."""
+
+from allocflow.flows.rules.commands import Cause
+from allocflow.flows.rules.lines import LineState
+from allocflow.models.allocation_exceptions import AllocationException, ExceptionState
+from allocflow.models.ids import stable_id
+from allocflow.models.vocabulary import OwnerRole, ReasonCode, Severity
+
+_ROUTING: dict[ReasonCode, tuple[Severity, OwnerRole, str]] = {
+    ReasonCode.STOCKOUT: (Severity.WARNING, OwnerRole.PLANNER, "no usable stock for the line"),
+    ReasonCode.PARTIAL_FILL: (Severity.INFO, OwnerRole.PLANNER, "line only partly allocated"),
+    ReasonCode.PROTECTED_STOCK: (
+        Severity.INFO,
+        OwnerRole.PLANNER,
+        "stock exists but is protected for higher tiers",
+    ),
+    ReasonCode.SPLIT_REQUIRED: (
+        Severity.WARNING,
+        OwnerRole.PLANNER,
+        "filling the line needs a split the policy does not allow",
+    ),
+    ReasonCode.NODE_EXCLUDED: (
+        Severity.WARNING,
+        OwnerRole.PLANNER,
+        "only excluded nodes have stock",
+    ),
+    ReasonCode.CREDIT_HOLD: (
+        Severity.WARNING,
+        OwnerRole.CREDIT_CONTROLLER,
+        "customer on credit hold",
+    ),
+    ReasonCode.APPROVAL_REQUIRED: (
+        Severity.INFO,
+        OwnerRole.APPROVER,
+        "order value or line quantity above the approval threshold",
+    ),
+    ReasonCode.BELOW_MARGIN: (
+        Severity.WARNING,
+        OwnerRole.APPROVER,
+        "line priced below the margin floor",
+    ),
+}
+_TOP_PRIORITY = 1
+
+
+def wanted_reasons(line: LineState, cancelled: bool) -> set[ReasonCode]:
+    """Return the exceptions a line should have open in its current state."""
+    if cancelled:
+        return set()
+    reasons: set[ReasonCode] = set()
+    if line.waiting:
+        reasons.add(ReasonCode.CREDIT_HOLD if line.held else line.shortfall or ReasonCode.STOCKOUT)
+    if not sum(line.shipped.values()):
+        reasons.update(line.request.approvals)
+    return reasons
+
+
+def sync_exceptions(line: LineState, cause: Cause, cancelled: bool) -> list[AllocationException]:
+    """Open and close the line's exceptions to match its state; return the records.
+
+    Args:
+        line: The line after a change (its open exceptions are updated in place).
+        cause: The event behind the change.
+        cancelled: Whether the order was cancelled.
+    """
+    wanted = wanted_reasons(line, cancelled)
+    records = [
+        _close(line, reason, cause, _resolution(line, reason, wanted, cancelled))
+        for reason in sorted(set(line.open_exceptions) - wanted)
+    ]
+    records += [_open(line, reason, cause) for reason in sorted(wanted - set(line.open_exceptions))]
+    return records
+
+
+def _open(line: LineState, reason: ReasonCode, cause: Cause) -> AllocationException:
+    request = line.request
+    exception_id = stable_id("exc", request.order_id, request.line_id, reason, cause.event_id)
+    line.open_exceptions[reason] = (exception_id, cause.event_time)
+    _, owner, detail = _ROUTING[reason]
+    return AllocationException(
+        record_id=stable_id("exr", exception_id, ExceptionState.OPEN),
+        exception_id=exception_id,
+        state=ExceptionState.OPEN,
+        order_id=request.order_id,
+        line_id=request.line_id,
+        reason_code=reason,
+        severity=_severity(line, reason),
+        owner_role=owner,
+        opened_at=cause.event_time,
+        detail=f"{detail}: {request.sku}, {line.waiting} of {line.requested} waiting "
+        f"(customer {request.customer_id}, tier {request.tier})",
+        cause_event_id=cause.event_id,
+    )
+
+
+def _close(
+    line: LineState, reason: ReasonCode, cause: Cause, resolution: str
+) -> AllocationException:
+    exception_id, opened_at = line.open_exceptions.pop(reason)
+    _, owner, detail = _ROUTING[reason]
+    request = line.request
+    return AllocationException(
+        record_id=stable_id("exr", exception_id, ExceptionState.CLOSED),
+        exception_id=exception_id,
+        state=ExceptionState.CLOSED,
+        order_id=request.order_id,
+        line_id=request.line_id,
+        reason_code=reason,
+        severity=_severity(line, reason),
+        owner_role=owner,
+        opened_at=opened_at,
+        closed_at=max(opened_at, cause.event_time),
+        resolution=resolution,
+        detail=f"{detail}: {request.sku}",
+        cause_event_id=cause.event_id,
+    )
+
+
+def _severity(line: LineState, reason: ReasonCode) -> Severity:
+    """Stock-outs of the top tier are critical; otherwise the reason's severity."""
+    if reason is ReasonCode.STOCKOUT and line.request.priority == _TOP_PRIORITY:
+        return Severity.CRITICAL
+    return _ROUTING[reason][0]
+
+
+def _resolution(
+    line: LineState, reason: ReasonCode, wanted: set[ReasonCode], cancelled: bool
+) -> str:
+    if cancelled:
+        return "order cancelled"
+    if reason in {ReasonCode.APPROVAL_REQUIRED, ReasonCode.BELOW_MARGIN}:
+        return "line shipped"
+    if line.waiting == 0:
+        return "allocated in full"
+    if ReasonCode.CREDIT_HOLD in wanted:
+        return "customer put on credit hold"
+    if reason is ReasonCode.CREDIT_HOLD:
+        return "credit hold released"
+    return "reason changed to " + ", ".join(sorted(wanted))

@@ -1,0 +1,173 @@
+"""An allocation shard: the books of the SKUs routed to it, and the customer facts they share.
+
+Every command that concerns a SKU reaches the SKU's shard through one ordered path;
+customer-level facts (credit holds) and order cancellations are broadcast to every
+shard. That is what keeps decisions identical for any number of workers.
+"""
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from allocflow.flows.rules.commands import (
+    Cause,
+    Command,
+    CreditHold,
+    InboundUpdate,
+    LineRequest,
+    LineResize,
+    OrderCancel,
+    ReservationChange,
+    ShipmentIssue,
+    StockChange,
+    StockLevel,
+)
+from allocflow.flows.rules.exceptions import sync_exceptions
+from allocflow.flows.rules.explain import decision_for
+from allocflow.flows.rules.lines import LineState
+from allocflow.flows.rules.sku_book import LineChange, LineKey, SkuBook
+from allocflow.models.allocation_exceptions import AllocationException
+from allocflow.models.decisions import AllocationDecision
+from allocflow.models.policy import Policy
+
+ShardOutput = AllocationDecision | AllocationException
+DEDUPE_WINDOW = 100_000
+"""Command keys remembered per shard to drop redelivered events."""
+
+
+@dataclass
+class AllocationShard:
+    """The allocation state of one shard.
+
+    Attributes:
+        policy: The allocation policy.
+        books: Books by SKU.
+        holds: Customers on credit hold: customer id → hold id.
+        orders: SKUs holding lines of each order, for cancellations.
+        seen: Recently applied command keys (bounded), for de-duplication.
+    """
+
+    policy: Policy
+    books: dict[str, SkuBook] = field(default_factory=dict)
+    holds: dict[str, str] = field(default_factory=dict)
+    orders: dict[str, set[str]] = field(default_factory=dict)
+    seen: OrderedDict[tuple[str, ...], None] = field(default_factory=OrderedDict)
+
+    def apply(self, command: Command) -> list[ShardOutput]:
+        """Apply one command; return the decisions and exception records it causes."""
+        if self._duplicate(command):
+            return []
+        if isinstance(command, OrderCancel):
+            return self._cancel(command)
+        if isinstance(command, CreditHold):
+            return self._hold(command)
+        book = self.books.setdefault(command.sku, SkuBook(command.sku))
+        changes = self._dispatch(book, command)
+        outputs = self._records(book, changes, command.cause)
+        if isinstance(command, ShipmentIssue):
+            shipped = book.lines.get((command.order_id, command.line_id))
+            if shipped is not None and shipped.key not in changes:
+                outputs += sync_exceptions(shipped, command.cause, cancelled=False)
+        return outputs + self._forget_finished(book, command.cause)
+
+    def _dispatch(self, book: SkuBook, command: Command) -> dict[LineKey, LineChange]:
+        if isinstance(command, LineRequest):
+            self.orders.setdefault(command.order_id, set()).add(command.sku)
+            return book.request(command, command.customer_id in self.holds, self.policy)
+        handler = _SKU_HANDLERS.get(type(command))
+        if handler is None:
+            raise TypeError(f"not a SKU command: {command!r}")
+        return handler(book, command, self.policy)
+
+    def _cancel(self, command: OrderCancel) -> list[ShardOutput]:
+        outputs: list[ShardOutput] = []
+        for sku in sorted(self.orders.pop(command.order_id, set())):
+            book = self.books[sku]
+            cancelled, served = book.cancel(command.order_id, command.cause.event_time, self.policy)
+            for line in cancelled:
+                outputs.append(
+                    self._decision(line, LineChange("order-cancelled"), command.cause, True)
+                )
+                outputs += sync_exceptions(line, command.cause, cancelled=True)
+            outputs += self._records(book, served, command.cause)
+        return outputs
+
+    def _hold(self, command: CreditHold) -> list[ShardOutput]:
+        if command.held:
+            self.holds[command.customer_id] = command.hold_id
+        else:
+            self.holds.pop(command.customer_id, None)
+        outputs: list[ShardOutput] = []
+        for _, book in sorted(self.books.items()):
+            changes = book.hold(
+                command.customer_id, command.held, command.cause.event_time, self.policy
+            )
+            outputs += self._records(book, changes, command.cause)
+        return outputs
+
+    def _records(
+        self, book: SkuBook, changes: dict[LineKey, LineChange], cause: Cause
+    ) -> list[ShardOutput]:
+        outputs: list[ShardOutput] = []
+        for key in sorted(changes):
+            line = book.lines.get(key)
+            if line is None:
+                continue
+            outputs.append(self._decision(line, changes[key], cause, False))
+            outputs += sync_exceptions(line, cause, cancelled=False)
+        return outputs
+
+    def _decision(
+        self, line: LineState, change: LineChange, cause: Cause, cancelled: bool
+    ) -> AllocationDecision:
+        return decision_for(
+            line,
+            cause,
+            self.policy.policy_version,
+            rule=change.rule,
+            candidates=change.candidates,
+            cancelled=cancelled,
+        )
+
+    def _forget_finished(self, book: SkuBook, cause: Cause) -> list[ShardOutput]:
+        """Drop lines shipped in full, closing what they still have open."""
+        outputs: list[ShardOutput] = []
+        for line in book.finished_lines():
+            outputs += sync_exceptions(line, cause, cancelled=False)
+            order_id = line.request.order_id
+            skus = self.orders.get(order_id)
+            if skus is not None and not any(key[0] == order_id for key in book.lines):
+                skus.discard(book.sku)
+                if not skus:
+                    del self.orders[order_id]
+        return outputs
+
+    def _duplicate(self, command: Command) -> bool:
+        key = _dedupe_key(command)
+        if key in self.seen:
+            return True
+        self.seen[key] = None
+        if len(self.seen) > DEDUPE_WINDOW:
+            self.seen.popitem(last=False)
+        return False
+
+
+_SKU_HANDLERS: dict[type, Callable[[SkuBook, Any, Policy], dict[LineKey, LineChange]]] = {
+    LineResize: SkuBook.resize,
+    StockLevel: SkuBook.set_level,
+    StockChange: SkuBook.change_level,
+    InboundUpdate: SkuBook.expect,
+    ReservationChange: SkuBook.reserve,
+    ShipmentIssue: SkuBook.issue,
+}
+
+
+def _dedupe_key(command: Command) -> tuple[str, ...]:
+    """The same event always yields commands with the same keys; distinct commands differ."""
+    return (
+        command.cause.event_id,
+        type(command).__name__,
+        getattr(command, "sku", ""),
+        getattr(command, "line_id", ""),
+    )

@@ -1,0 +1,271 @@
+"""One SKU's allocation book: stock per node, its lines, and the rules applied to them."""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from allocflow.flows.rules.commands import (
+    InboundUpdate,
+    LineRequest,
+    LineResize,
+    ReservationChange,
+    ShipmentIssue,
+    StockChange,
+    StockLevel,
+)
+from allocflow.flows.rules.fill import plan_fill
+from allocflow.flows.rules.lines import LineState
+from allocflow.flows.rules.stock import NodeStock
+from allocflow.models.decisions import Candidate
+from allocflow.models.policy import Policy
+from allocflow.models.vocabulary import ReasonCode
+
+LineKey = tuple[str, str]
+
+
+@dataclass
+class LineChange:
+    """How a command changed a line, for its decision record.
+
+    Attributes:
+        rule: The rule that decided the line's new state.
+        candidates: Nodes considered, when an allocation was attempted.
+    """
+
+    rule: str
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+@dataclass
+class SkuBook:
+    """Stock, open lines and backorders of one SKU.
+
+    Methods apply one command and return the lines they changed, with the rule that
+    changed each; the shard turns those into decision and exception records.
+    """
+
+    sku: str
+    stocks: dict[str, NodeStock] = field(default_factory=dict)
+    lines: dict[LineKey, LineState] = field(default_factory=dict)
+
+    # -- demand -----------------------------------------------------------------
+
+    def request(
+        self, command: LineRequest, held: bool, policy: Policy
+    ) -> dict[LineKey, LineChange]:
+        """Add a new line and allocate it (unless its customer is held)."""
+        key = (command.order_id, command.line_id)
+        if key in self.lines:
+            return {}
+        line = LineState(request=command, requested=command.qty, held=held)
+        self.lines[key] = line
+        if held:
+            return {key: LineChange("credit-hold")}
+        return {key: self._allocate(line, command.cause.event_time, policy)}
+
+    def resize(self, command: LineResize, policy: Policy) -> dict[LineKey, LineChange]:
+        """Change a line's ordered quantity; release or allocate the difference."""
+        line = self.lines.get((command.order_id, command.line_id))
+        if line is None:
+            return {}
+        line.requested = command.qty
+        changes = {line.key: LineChange("order-change")}
+        freed = self._trim(line)
+        at = command.cause.event_time
+        if line.waiting and not line.held:
+            changes[line.key] = self._allocate(line, at, policy, rule_prefix="order-change")
+        if freed:
+            changes.update(self._serve_backorders(at, policy))
+        return changes
+
+    def cancel(
+        self, order_id: str, at: datetime, policy: Policy
+    ) -> tuple[list[LineState], dict[LineKey, LineChange]]:
+        """Cancel an order's lines of this SKU; return them and the backorders served."""
+        cancelled = [line for key, line in sorted(self.lines.items()) if key[0] == order_id]
+        for line in cancelled:
+            self._release(line)
+            del self.lines[line.key]
+        served = self._serve_backorders(at, policy) if cancelled else {}
+        return cancelled, served
+
+    def hold(
+        self, customer_id: str, held: bool, at: datetime, policy: Policy
+    ) -> dict[LineKey, LineChange]:
+        """Put a customer's waiting lines on hold, or release them and allocate."""
+        changes: dict[LineKey, LineChange] = {}
+        for key, line in sorted(self.lines.items()):
+            if line.request.customer_id != customer_id or line.held == held:
+                continue
+            line.held = held
+            if line.waiting == 0:
+                continue
+            if held:
+                changes[key] = LineChange("credit-hold")
+            else:
+                changes[key] = self._allocate(line, at, policy, rule_prefix="credit-release")
+        return changes
+
+    # -- supply -----------------------------------------------------------------
+
+    def set_level(self, command: StockLevel, policy: Policy) -> dict[LineKey, LineChange]:
+        """Take an absolute on-hand level from the WMS."""
+        self._stock(command.node_id).on_hand = command.on_hand
+        return self._rebalance(command.cause.event_time, policy)
+
+    def change_level(self, command: StockChange, policy: Policy) -> dict[LineKey, LineChange]:
+        """Apply a relative on-hand change; a receipt also settles its purchase order."""
+        stock = self._stock(command.node_id)
+        stock.on_hand += command.delta
+        if command.po_id is not None:
+            stock.inbound.pop(command.po_id, None)
+        return self._rebalance(command.cause.event_time, policy)
+
+    def expect(self, command: InboundUpdate, policy: Policy) -> dict[LineKey, LineChange]:
+        """Record (or re-date) expected inbound supply."""
+        self._stock(command.node_id).inbound[command.po_id] = (command.qty, command.eta)
+        return self._rebalance(command.cause.event_time, policy)
+
+    def reserve(self, command: ReservationChange, policy: Policy) -> dict[LineKey, LineChange]:
+        """Apply an ERP/WMS reservation, or its release."""
+        reservations = self._stock(command.node_id).reservations
+        if command.qty is None:
+            reservations.pop(command.reservation_id, None)
+        else:
+            reservations[command.reservation_id] = command.qty
+        return self._rebalance(command.cause.event_time, policy)
+
+    def issue(self, command: ShipmentIssue, policy: Policy) -> dict[LineKey, LineChange]:
+        """Book units leaving a node in a shipment, against the line's allocations."""
+        stock = self._stock(command.node_id)
+        stock.on_hand -= command.qty
+        line = self.lines.get((command.order_id, command.line_id))
+        changes: dict[LineKey, LineChange] = {}
+        if line is not None:
+            changes = self._consume(line, command.node_id, command.qty)
+        changes.update(self._rebalance(command.cause.event_time, policy))
+        return changes
+
+    def finished_lines(self) -> list[LineState]:
+        """Remove and return the lines shipped in full (nothing can change them now)."""
+        done = [line for line in self.lines.values() if line.fully_shipped]
+        for line in done:
+            del self.lines[line.key]
+        return done
+
+    # -- internals --------------------------------------------------------------
+
+    def _stock(self, node_id: str) -> NodeStock:
+        return self.stocks.setdefault(node_id, NodeStock())
+
+    def _higher_allocated(self, node_id: str, priority: int) -> int:
+        stock = self.stocks.get(node_id)
+        if stock is None:
+            return 0
+        return sum(
+            qty
+            for key, qty in stock.allocated.items()
+            if key in self.lines and self.lines[key].request.priority < priority
+        )
+
+    def _allocate(
+        self, line: LineState, at: datetime, policy: Policy, rule_prefix: str = ""
+    ) -> LineChange:
+        plan = plan_fill(line, self.stocks, policy, at, self._higher_allocated)
+        for node_id, qty in plan.takes.items():
+            line.allocations[node_id] = line.allocations.get(node_id, 0) + qty
+            stock = self._stock(node_id)
+            stock.allocated[line.key] = stock.allocated.get(line.key, 0) + qty
+        line.shortfall = plan.shortfall
+        rule = f"{rule_prefix}:{plan.rule}" if rule_prefix else plan.rule
+        return LineChange(rule, plan.candidates)
+
+    def _release(self, line: LineState) -> None:
+        for node_id, qty in line.allocations.items():
+            self._unallocate(line, node_id, qty)
+        line.allocations.clear()
+
+    def _unallocate(self, line: LineState, node_id: str, qty: int) -> None:
+        stock = self._stock(node_id)
+        left = stock.allocated.get(line.key, 0) - qty
+        if left > 0:
+            stock.allocated[line.key] = left
+        else:
+            stock.allocated.pop(line.key, None)
+
+    def _trim(self, line: LineState) -> bool:
+        """Release allocations beyond the ordered quantity, newest node last in rank."""
+        excess = line.committed - line.requested
+        freed = False
+        for node_id in sorted(line.allocations, reverse=True):
+            if excess <= 0:
+                break
+            take = min(excess, line.allocations[node_id])
+            self._take_from(line, node_id, take)
+            excess -= take
+            freed = True
+        return freed
+
+    def _take_from(self, line: LineState, node_id: str, qty: int) -> None:
+        self._unallocate(line, node_id, qty)
+        left = line.allocations[node_id] - qty
+        if left > 0:
+            line.allocations[node_id] = left
+        else:
+            del line.allocations[node_id]
+
+    def _consume(self, line: LineState, node_id: str, qty: int) -> dict[LineKey, LineChange]:
+        """Move shipped units from allocations to shipped; other nodes give up theirs."""
+        line.shipped[node_id] = line.shipped.get(node_id, 0) + qty
+        from_node = min(qty, line.allocations.get(node_id, 0))
+        if from_node:
+            self._take_from(line, node_id, from_node)
+        rest = qty - from_node
+        for other in sorted(line.allocations):
+            if rest <= 0:
+                break
+            take = min(rest, line.allocations[other])
+            self._take_from(line, other, take)
+            rest -= take
+        if rest > 0 or (qty > from_node):
+            return {line.key: LineChange("warehouse-shipment")}
+        self._trim(line)
+        return {}
+
+    def _rebalance(self, at: datetime, policy: Policy) -> dict[LineKey, LineChange]:
+        """De-allocate where supply no longer covers allocations, then serve backorders."""
+        horizon = timedelta(hours=policy.backorders.use_inbound_within_hours)
+        changes: dict[LineKey, LineChange] = {}
+        for node_id, stock in sorted(self.stocks.items()):
+            excess = stock.overcommitted(at, horizon)
+            for key in sorted(
+                stock.allocated, key=lambda k: self.lines[k].priority_key(), reverse=True
+            ):
+                if excess <= 0:
+                    break
+                line = self.lines[key]
+                take = min(excess, line.allocations.get(node_id, 0))
+                self._take_from(line, node_id, take)
+                line.shortfall = ReasonCode.STOCKOUT
+                excess -= take
+                changes[key] = LineChange("supply-shortfall")
+        changes.update(self._serve_backorders(at, policy))
+        return changes
+
+    def _serve_backorders(self, at: datetime, policy: Policy) -> dict[LineKey, LineChange]:
+        """Allocate waiting lines in priority order, then oldest first."""
+        if not policy.backorders.reallocate:
+            return {}
+        horizon = timedelta(hours=policy.backorders.use_inbound_within_hours)
+        changes: dict[LineKey, LineChange] = {}
+        waiting = sorted(
+            (line for line in self.lines.values() if line.waiting and not line.held),
+            key=LineState.priority_key,
+        )
+        for line in waiting:
+            if not any(stock.atp(at, horizon) for stock in self.stocks.values()):
+                break
+            before = line.committed
+            change = self._allocate(line, at, policy, rule_prefix="backorder")
+            if line.committed != before:
+                changes[line.key] = change
+        return changes

@@ -1,0 +1,168 @@
+"""The allocation dataflow equals the plain-Python rules, with 1 worker, 2 threads, 2 processes."""
+
+import json
+import socket
+import subprocess
+import sys
+from collections import Counter
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bytewax.testing import run_main
+
+from allocflow.connectors.policy_file import default_policy
+from allocflow.connectors.simulator.engine import SimulationConfig
+from allocflow.connectors.simulator.faults import FaultPlan
+from allocflow.connectors.simulator.output import FileSink
+from allocflow.connectors.simulator.runner import SimulationRequest, run_simulation
+from allocflow.connectors.simulator.scenarios import behaviour_for
+from allocflow.connectors.stream_sources import MergedFileSource, RawMessage
+from allocflow.flows.allocation import (
+    ALLOCATION_INPUTS,
+    AllocationFlowConfig,
+    FileEndpoints,
+    build_allocation_flow,
+)
+from allocflow.flows.cli import main
+from allocflow.flows.rules.reference import allocate_stream
+from allocflow.models.codec import ContractError, decode_event
+from allocflow.models.envelope import EventEnvelope
+from allocflow.models.topics import InputTopic
+
+pytestmark = pytest.mark.integration
+
+SCENARIOS = ["demand-spike", "credit-holds", "order-changes"]
+Outputs = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("stream")
+    request = SimulationRequest(
+        config=SimulationConfig(
+            seed=3, orders=800, stock_cover_days=0.1, behaviour=behaviour_for(SCENARIOS)
+        ),
+        faults=FaultPlan.parse("all", 0.01),
+        scenarios=SCENARIOS,
+        progress=False,
+    )
+    run_simulation(request, FileSink(out))
+    return out
+
+
+def _merged(stream: Path) -> list[RawMessage]:
+    source = MergedFileSource({t.value: stream / f"{t.value}.jsonl" for t in ALLOCATION_INPUTS})
+    partition = source.build_part("test", "merged", None)
+    messages: list[RawMessage] = []
+    while True:
+        try:
+            messages += partition.next_batch()
+        except StopIteration:
+            return messages
+
+
+def _events(messages: list[RawMessage]) -> tuple[list[EventEnvelope], int]:
+    events, broken = [], 0
+    for message in messages:
+        try:
+            events.append(decode_event(InputTopic(message.topic), message.value))
+        except ContractError:
+            broken += 1
+    return events, broken
+
+
+@pytest.fixture(scope="module")
+def reference(stream: Path) -> Outputs:
+    events, broken = _events(_merged(stream))
+    records = [json.loads(r.model_dump_json()) for r in allocate_stream(events, default_policy())]
+    return _summarise(records, broken)
+
+
+def _summarise(records: list[dict[str, Any]], dead_letters: int) -> Outputs:
+    decisions = sorted(
+        json.dumps(r, sort_keys=True) for r in records if r["record_type"] == "allocation.decision"
+    )
+    exceptions = sorted(
+        json.dumps(r, sort_keys=True) for r in records if r["record_type"] == "allocation.exception"
+    )
+    final: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record["record_type"] == "order.status":
+            current = final.get(record["order_id"])
+            if current is None or current["version"] < record["version"]:
+                final[record["order_id"]] = record
+    statuses = {
+        order: {k: v for k, v in status.items() if k not in {"record_id", "version"}}
+        for order, status in final.items()
+    }
+    return {
+        "decisions": decisions,
+        "exceptions": exceptions,
+        "statuses": statuses,
+        "dead_letters": dead_letters,
+    }
+
+
+def _read_outputs(out: Path) -> Outputs:
+    records: list[dict[str, Any]] = []
+    for name in ("allocation-decisions", "allocation-exceptions"):
+        records += [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
+    dead = out / "dead-letter.jsonl"
+    dead_letters = len(dead.read_text().splitlines()) if dead.exists() else 0
+    return _summarise(records, dead_letters)
+
+
+def _assert_same(outputs: Outputs, reference: Outputs) -> None:
+    assert len(outputs["decisions"]) == len(reference["decisions"])
+    assert outputs["decisions"] == reference["decisions"]
+    assert outputs["exceptions"] == reference["exceptions"]
+    assert outputs["statuses"] == reference["statuses"]
+    assert outputs["dead_letters"] == reference["dead_letters"]
+
+
+def test_the_stream_exercises_the_rules(reference: Outputs) -> None:
+    outcomes = Counter(json.loads(d)["outcome"] for d in reference["decisions"])
+    assert {"allocated", "partial", "backordered", "held", "cancelled"} <= set(outcomes)
+    assert reference["dead_letters"] > 0
+
+
+def test_one_worker_matches_the_rules(stream: Path, reference: Outputs, tmp_path: Path) -> None:
+    config = AllocationFlowConfig(default_policy(), FileEndpoints(stream, tmp_path))
+    run_main(build_allocation_flow(config))
+    _assert_same(_read_outputs(tmp_path), reference)
+
+
+def test_two_worker_threads_match_the_rules(
+    stream: Path, reference: Outputs, tmp_path: Path
+) -> None:
+    args = ["run", "--input", str(stream), "--out", str(tmp_path), "--workers", "2"]
+    assert main(args) == 0
+    _assert_same(_read_outputs(tmp_path), reference)
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def test_two_processes_match_the_rules(stream: Path, reference: Outputs, tmp_path: Path) -> None:
+    policy = files("allocflow.flows") / "policies" / "default.toml"
+    flow = (
+        f"allocflow.flows.allocation:get_flow({str(stream)!r}, {str(tmp_path)!r}, {str(policy)!r})"
+    )
+    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", flow, "-i", str(index), "-a", addresses]
+        )
+        for index in range(2)
+    ]
+    assert [process.wait(timeout=300) for process in processes] == [0, 0]
+    _assert_same(_read_outputs(tmp_path), reference)
