@@ -24,6 +24,7 @@ from allocflow.models.inventory import (
     StockAdjusted,
     StockSnapshot,
 )
+from allocflow.models.order_status import OrderStatus
 from allocflow.models.orders import (
     CreditHoldPlaced,
     CreditHoldReleased,
@@ -82,8 +83,11 @@ InputEvent: TypeAlias = (
     | CarrierException
     | CarrierDelivered
 )
+DecisionsRecord: TypeAlias = Annotated[
+    AllocationDecision | OrderStatus, Field(discriminator="record_type")
+]
 OutputRecord: TypeAlias = (
-    AllocationDecision | AllocationException | RouteAlert | DqAlert | DeadLetterRecord
+    AllocationDecision | OrderStatus | AllocationException | RouteAlert | DqAlert | DeadLetterRecord
 )
 
 
@@ -179,10 +183,11 @@ OUTPUT_TOPICS: dict[OutputTopic, TopicSpec] = {
     OutputTopic.ALLOCATION_DECISIONS: TopicSpec(
         title="Allocation decisions",
         description="One record per order-line decision, with policy version, deciding rule, "
-        "candidates and reason. Consumed by planners and downstream ERP/WMS.",
-        messages=(AllocationDecision,),
+        "candidates and reason, and the order-status changelog rolled up from them. Consumed "
+        "by planners and downstream ERP/WMS.",
+        messages=(AllocationDecision, OrderStatus),
         key_description="order_id.",
-        adapter=TypeAdapter(AllocationDecision),
+        adapter=TypeAdapter(DecisionsRecord),
     ),
     OutputTopic.ALLOCATION_EXCEPTIONS: TopicSpec(
         title="Allocation exceptions",

@@ -35,6 +35,7 @@ from allocflow.models.inventory import (
     StockAdjusted,
     StockSnapshot,
 )
+from allocflow.models.order_status import OrderStatus, OrderStatusKind
 from allocflow.models.orders import (
     Channel,
     CreditHoldPlaced,
@@ -312,10 +313,34 @@ def allocation_exceptions(draw: st.DrawFn) -> AllocationException:
     )
 
 
+counts = st.integers(min_value=0, max_value=10_000)
+order_statuses = st.builds(
+    OrderStatus,
+    record_id=identifiers,
+    order_id=identifiers,
+    customer_id=identifiers,
+    version=st.integers(min_value=1, max_value=10**6),
+    status=st.sampled_from(OrderStatusKind),
+    lines=st.integers(min_value=1, max_value=500),
+    lines_allocated=counts,
+    lines_partial=counts,
+    lines_backordered=counts,
+    lines_held=counts,
+    lines_cancelled=counts,
+    requested_qty=counts,
+    allocated_qty=counts,
+    nodes=st.lists(identifiers, max_size=4),
+    split_count=counts,
+    as_of=aware_datetimes,
+    cause_event_id=identifiers,
+    policy_version=identifiers,
+)
+
 field_errors = st.builds(FieldError, field=texts, message=texts, value=optional(texts))
 
 OUTPUT_STRATEGIES: dict[type[BaseModel], st.SearchStrategy[Any]] = {
     AllocationDecision: decisions(),
+    OrderStatus: order_statuses,
     AllocationException: allocation_exceptions(),
     RouteAlert: st.builds(
         RouteAlert,
