@@ -32,7 +32,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "`allocflow simulate --out`) it runs to the end of the files; from Kafka it tails "
         "the input topics until Ctrl-C.",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", type=Path, help="directory of <topic>.jsonl input files")
     source.add_argument(
         "--bootstrap", help="Kafka HOST:PORT (default: ALLOCFLOW_BOOTSTRAP_SERVERS)"
