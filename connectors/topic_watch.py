@@ -18,14 +18,15 @@ class TopicWatcher:
     """Reads every partition of some topics from the beginning and counts what arrives.
 
     Attributes:
-        counts: Messages per (topic, event_type); ``"<not JSON>"`` when undecodable.
-        latest: The newest message value per topic.
+        counts: Messages per (topic, event_type or record_type); ``"<not JSON>"`` when
+            undecodable.
+        latest: The newest message value per (topic, event_type or record_type).
     """
 
     def __init__(self, connection: KafkaConnection, topics: Iterable[str]) -> None:
         """Assign every partition of ``topics`` (which must exist) from the beginning."""
         self.counts: Counter[tuple[str, str]] = Counter()
-        self.latest: dict[str, bytes] = {}
+        self.latest: dict[tuple[str, str], bytes] = {}
         self._consumer = Consumer(connection.consumer_config(f"allocflow-watch-{uuid.uuid4().hex}"))
         metadata = self._consumer.list_topics(timeout=10)
         assignment = [
@@ -47,8 +48,9 @@ class TopicWatcher:
             topic, value = message.topic(), message.value()
             if topic is None or value is None:
                 continue
-            self.counts[(topic, _event_type(value))] += 1
-            self.latest[topic] = value
+            kind = _event_type(value)
+            self.counts[(topic, kind)] += 1
+            self.latest[(topic, kind)] = value
             received += 1
         return received
 
@@ -77,5 +79,7 @@ def _event_type(value: bytes) -> str:
         document = orjson.loads(value)
     except orjson.JSONDecodeError:
         return "<not JSON>"
-    kind = document.get("event_type") if isinstance(document, dict) else None
-    return kind if isinstance(kind, str) else "<no event_type>"
+    if not isinstance(document, dict):
+        return "<not an object>"
+    kind = document.get("event_type") or document.get("record_type")
+    return kind if isinstance(kind, str) else "<no type>"
