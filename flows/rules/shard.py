@@ -69,7 +69,11 @@ class AllocationShard:
             shipped = book.lines.get((command.order_id, command.line_id))
             if shipped is not None and shipped.key not in changes:
                 outputs += sync_exceptions(shipped, command.cause, cancelled=False)
-        return outputs + self._forget_finished(book, command.cause)
+        if isinstance(command, ShipmentIssue | LineResize):
+            outputs += self._forget_if_finished(
+                book, (command.order_id, command.line_id), command.cause
+            )
+        return outputs
 
     def _dispatch(self, book: SkuBook, command: Command) -> dict[LineKey, LineChange]:
         if isinstance(command, LineRequest):
@@ -130,17 +134,18 @@ class AllocationShard:
             cancelled=cancelled,
         )
 
-    def _forget_finished(self, book: SkuBook, cause: Cause) -> list[ShardOutput]:
-        """Drop lines shipped in full, closing what they still have open."""
-        outputs: list[ShardOutput] = []
-        for line in book.finished_lines():
-            outputs += sync_exceptions(line, cause, cancelled=False)
-            order_id = line.request.order_id
-            skus = self.orders.get(order_id)
-            if skus is not None and not any(key[0] == order_id for key in book.lines):
-                skus.discard(book.sku)
-                if not skus:
-                    del self.orders[order_id]
+    def _forget_if_finished(self, book: SkuBook, key: LineKey, cause: Cause) -> list[ShardOutput]:
+        """Drop a line shipped in full, closing what it still has open."""
+        line = book.finish(key)
+        if line is None:
+            return []
+        order_id = line.request.order_id
+        skus = self.orders.get(order_id)
+        if skus is not None and not any(other[0] == order_id for other in book.lines):
+            skus.discard(book.sku)
+            if not skus:
+                del self.orders[order_id]
+        outputs: list[ShardOutput] = [*sync_exceptions(line, cause, cancelled=False)]
         return outputs
 
     def _duplicate(self, command: Command) -> bool:

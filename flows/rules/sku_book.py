@@ -145,12 +145,13 @@ class SkuBook:
         changes.update(self._rebalance(command.cause.event_time, policy))
         return changes
 
-    def finished_lines(self) -> list[LineState]:
-        """Remove and return the lines shipped in full (nothing can change them now)."""
-        done = [line for line in self.lines.values() if line.fully_shipped]
-        for line in done:
-            del self.lines[line.key]
-        return done
+    def finish(self, key: LineKey) -> LineState | None:
+        """Remove and return the line if it is shipped in full (nothing can change it now)."""
+        line = self.lines.get(key)
+        if line is None or not line.fully_shipped:
+            return None
+        del self.lines[key]
+        return line
 
     # -- internals --------------------------------------------------------------
 
@@ -237,9 +238,9 @@ class SkuBook:
         changes: dict[LineKey, LineChange] = {}
         for node_id, stock in sorted(self.stocks.items()):
             excess = stock.overcommitted(at, horizon)
-            for key in sorted(
-                stock.allocated, key=lambda k: self.lines[k].priority_key(), reverse=True
-            ):
+            if excess <= 0:
+                continue
+            for key in sorted(stock.allocated, key=self._priority_of, reverse=True):
                 if excess <= 0:
                     break
                 line = self.lines[key]
@@ -250,6 +251,9 @@ class SkuBook:
                 changes[key] = LineChange("supply-shortfall")
         changes.update(self._serve_backorders(at, policy))
         return changes
+
+    def _priority_of(self, key: LineKey) -> tuple[int, float, datetime, str, str]:
+        return self.lines[key].priority_key()
 
     def _serve_backorders(self, at: datetime, policy: Policy) -> dict[LineKey, LineChange]:
         """Allocate waiting lines in priority order, then oldest first."""
