@@ -1,0 +1,546 @@
+"""A Kafka input that emits the messages of several topics in event-time order.
+
+Bytewax's Kafka input makes every Kafka partition its own source partition, consumed
+in batches independently, so a dataflow may see a whole batch of orders before the
+stock snapshots that happened earlier in business time. :class:`AlignedKafkaSource`
+reads every partition of every topic with one consumer and releases the messages in
+one merged order instead, the order
+:class:`~allocflow.connectors.stream_sources.MergedFileSource` gives files.
+
+Merge order:
+    Each Kafka partition is a FIFO lane. A message's merge key is ``(merge time,
+    topic rank, partition, offset)``, where the topic rank is the topic's position
+    in ``topics`` and the merge time is the latest ``event_time`` read in its
+    partition up to and including the message (see
+    :func:`~allocflow.connectors.stream_sources.event_time_of`). Late messages and
+    lines without a readable ``event_time`` take that running maximum, so they stay
+    beside the neighbours they arrived with.
+
+Release rule:
+    Every unread message of a partition has a merge key above the partition's
+    *bound*, ``(running maximum, topic rank, partition)``. A buffered message is
+    released once its key is at most the smallest bound of the *active*
+    partitions, in merge-key order, so no message that could still arrive sorts
+    before it. A partition is inactive once it reported its end (EOF) and received
+    nothing for ``idle_s``; an active partition that has read nothing yet holds
+    everything back. With every partition inactive, everything buffered is released.
+    As a safety valve, a message buffered longer than ``max_hold_s`` is released
+    ahead of the watermark, together with every buffered message that sorts before
+    it, and logged once per partition. The valve is armed once every partition has
+    reached its end at least once (the source is live) or when the watermark has not
+    moved for ``max_hold_s`` (a partition is stuck), never while a backlog is still
+    being read and the watermark advances.
+
+Guarantee:
+    With the whole input already in Kafka (a backlog replay) and no partition idle
+    for ``idle_s`` mid-read, the output order is exactly the merge order:
+    deterministic, and the same as ``MergedFileSource`` over one file per partition
+    holding that partition's messages in offset order, ranked by (topic rank,
+    partition). With ``tail=False`` a partition ends at its first EOF, so a backlog
+    replay needs no idle wait at all. Live, a message is released once every active
+    partition has moved past it, so the added latency is bounded by the slowest
+    active partition's event-time lag, or by ``max_hold_s`` once the source is live.
+    With sparse traffic that lag is the wait for a partition's next message, up to
+    ``idle_s`` after its last one. A message produced to a partition after it went
+    idle may sort before messages already released; it is emitted at once.
+
+Recovery:
+    The snapshot maps ``"<actual topic>:<partition>"`` to the offset of the
+    partition's earliest unreleased message (its next offset to read when nothing is
+    buffered), so a resumed run re-reads what was buffered and loses nothing.
+    Partitions absent from the snapshot start at the beginning. A resumed partition
+    restarts its running maximum at its first readable message, so an unreadable or
+    late message at the very head of a resumed partition may come out earlier than
+    in an uninterrupted run; nothing is lost or duplicated.
+
+Example:
+    ::
+
+        flow = Dataflow("allocation")
+        raw = aligned_kafka_source(
+            flow, "read_kafka", connection, {"reservations": "res-prod", "orders": "orders-prod"}
+        )
+"""
+
+import heapq
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+
+from allocflow.connectors.kafka_config import KafkaConnection
+from allocflow.connectors.stream_sources import (
+    DEFAULT_BATCH_SIZE,
+    KAFKA_SEQUENCE,
+    RawMessage,
+    event_time_of,
+)
+
+_LOG = logging.getLogger(__name__)
+
+AlignedSnapshot = dict[str, int]
+"""``"<actual topic>:<partition>"`` → offset of the next message to read on resume."""
+
+_PARTITION = "aligned"
+_POLL_S = 0.05
+_METADATA_TIMEOUT_S = 30.0
+_MAX_BUFFERED = 20_000
+"""Messages buffered per Kafka partition before it is paused (resumed at half)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_BEGINNING_OF_TIME = -(2**63)
+_RELEASE_ALL = (2**63, 0)
+
+_MergeKey = tuple[int, int]
+"""(merge time in epoch microseconds, lane index); lanes are numbered in rank order."""
+
+
+class AlignedKafkaError(RuntimeError):
+    """The aligned Kafka input cannot go on: a topic is unusable or the client failed."""
+
+
+class AlignedKafkaSource(FixedPartitionedSource[RawMessage, AlignedSnapshot]):
+    """Reads Kafka topics with one consumer and emits their messages in event-time order.
+
+    The source has one Bytewax partition, so one worker reads every Kafka partition
+    of every topic; see the module documentation for the order and the guarantee.
+    Partitions are assigned, never subscribed (no consumer group, nothing committed:
+    recovery owns the offsets), and listed once, when the run starts.
+
+    Args:
+        connection: The cluster; its consumer configuration (security and ``extra``
+            included) is used, with partition EOF reporting forced on.
+        topics: Logical topic → actual topic name; the order sets the topic rank,
+            which breaks ties between equal merge times.
+        tail: Keep following the topics; False ends the input once every partition
+            reached its end and everything read was emitted.
+        idle_s: Seconds a partition at its end must stay quiet before it stops
+            holding the others back.
+        max_hold_s: Seconds a message may wait for the watermark once the source is
+            live (or the watermark is stuck) before it is released anyway.
+        batch_size: Most messages consumed, and emitted, per batch.
+
+    Raises:
+        ValueError: No topics, two logical topics naming one actual topic, or a
+            setting out of range.
+    """
+
+    def __init__(
+        self,
+        connection: KafkaConnection,
+        topics: Mapping[str, str],
+        *,
+        tail: bool = True,
+        idle_s: float = 2.0,
+        max_hold_s: float = 30.0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        _check_settings(topics, idle_s, max_hold_s, batch_size)
+        self._connection = connection
+        self._topics = tuple(topics.items())
+        self._tail = tail
+        self._idle_s = idle_s
+        self._max_hold_s = max_hold_s
+        self._batch_size = batch_size
+
+    def list_parts(self) -> list[str]:
+        """Return the single partition; any worker can reach the cluster."""
+        return [_PARTITION]
+
+    def build_part(
+        self,
+        step_id: str,
+        for_part: str,
+        resume_state: AlignedSnapshot | None,
+    ) -> "AlignedKafkaPartition":
+        """Connect a consumer and assign every partition at its resume offset.
+
+        Raises:
+            ValueError: ``for_part`` is not this source's partition.
+            AlignedKafkaError: A topic is missing or its metadata unavailable.
+        """
+        if for_part != _PARTITION:
+            raise ValueError(f"unknown partition {for_part!r} of an aligned Kafka source")
+        consumer = Consumer(self._consumer_config(step_id))
+        try:
+            lanes = _lanes(consumer, self._topics)
+            consumer.assign([lane.start(resume_state or {}) for lane in lanes])
+        except BaseException:
+            consumer.close()
+            raise
+        _warn_unknown(resume_state or {}, lanes)
+        return AlignedKafkaPartition(
+            consumer,
+            lanes,
+            tail=self._tail,
+            idle_s=self._idle_s,
+            max_hold_s=self._max_hold_s,
+            batch_size=self._batch_size,
+        )
+
+    def _consumer_config(self, step_id: str) -> dict[str, str]:
+        config = self._connection.consumer_config(f"allocflow-aligned-{step_id}")
+        config.update({"enable.partition.eof": "true", "enable.auto.commit": "false"})
+        return config
+
+
+def _check_settings(
+    topics: Mapping[str, str], idle_s: float, max_hold_s: float, batch_size: int
+) -> None:
+    if not topics:
+        raise ValueError("an aligned Kafka source needs at least one topic")
+    if len(set(topics.values())) != len(topics):
+        raise ValueError(f"two logical topics read the same Kafka topic: {dict(topics)}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive (got {batch_size})")
+    if idle_s < 0 or max_hold_s <= 0:
+        raise ValueError(f"need idle_s >= 0 and max_hold_s > 0 (got {idle_s}, {max_hold_s})")
+
+
+class _Lane:
+    """One Kafka partition: its FIFO buffer, running maximum and read state.
+
+    Args:
+        index: Position in the merge order of lanes, i.e. in (topic rank, partition).
+        topic: Logical topic.
+        actual: Actual topic name.
+        partition: Kafka partition.
+    """
+
+    __slots__ = (
+        "actual",
+        "buffer",
+        "ever_at_end",
+        "finished",
+        "index",
+        "last_received",
+        "next_offset",
+        "partition",
+        "paused",
+        "quiet_at_end",
+        "running_max",
+        "topic",
+    )
+
+    def __init__(self, index: int, topic: str, actual: str, partition: int) -> None:
+        self.index = index
+        self.topic = topic
+        self.actual = actual
+        self.partition = partition
+        self.buffer: deque[tuple[int, RawMessage, float]] = deque()
+        self.running_max = _BEGINNING_OF_TIME
+        self.next_offset: int | None = None
+        self.quiet_at_end = False
+        self.ever_at_end = False
+        self.finished = False
+        self.paused = False
+        self.last_received = time.monotonic()
+
+    @property
+    def name(self) -> str:
+        """``"<actual topic>:<partition>"``, the lane's key in a snapshot."""
+        return f"{self.actual}:{self.partition}"
+
+    def topic_partition(self) -> TopicPartition:
+        """Return the lane's Kafka partition, for pause and resume."""
+        return TopicPartition(self.actual, self.partition)
+
+    def start(self, snapshot: Mapping[str, int]) -> TopicPartition:
+        """Take the lane's resume offset from ``snapshot``; return its assignment."""
+        self.next_offset = snapshot.get(self.name)
+        start = OFFSET_BEGINNING if self.next_offset is None else self.next_offset
+        return TopicPartition(self.actual, self.partition, start)
+
+    def append(self, message: Any, now: float) -> bool:
+        """Buffer a consumed message; return whether the buffer was empty before."""
+        value: bytes = message.value() or b""
+        event_time = event_time_of(value)
+        if event_time is not None:
+            micros = (event_time - _EPOCH) // _MICROSECOND
+            self.running_max = max(self.running_max, micros)
+        offset: int = message.offset()
+        timestamp_type, timestamp = message.timestamp()
+        raw = RawMessage(
+            topic=self.topic,
+            partition=self.partition,
+            offset=offset,
+            key=message.key(),
+            value=value,
+            timestamp_ms=None if timestamp_type == TIMESTAMP_NOT_AVAILABLE else timestamp,
+            sequence=KAFKA_SEQUENCE,
+        )
+        was_empty = not self.buffer
+        self.buffer.append((self.running_max, raw, now))
+        self.next_offset = offset + 1
+        self.quiet_at_end = False
+        self.last_received = now
+        return was_empty
+
+    def head_key(self) -> _MergeKey:
+        """Return the merge key of the oldest buffered message."""
+        return self.buffer[0][0], self.index
+
+    def bound(self) -> _MergeKey:
+        """Return the key every message still unread in this lane sorts after."""
+        return self.running_max, self.index
+
+    def active(self, now: float, idle_s: float) -> bool:
+        """Return whether the lane may still receive messages that hold others back."""
+        if self.finished:
+            return False
+        return not (self.quiet_at_end and now - self.last_received >= idle_s)
+
+    def resume_offset(self) -> int | None:
+        """Return the offset to re-read from on resume; None when nothing is known."""
+        if self.buffer:
+            offset: int | None = self.buffer[0][1].offset
+            return offset
+        return self.next_offset
+
+
+def _lanes(consumer: Consumer, topics: tuple[tuple[str, str], ...]) -> list[_Lane]:
+    """Return one lane per Kafka partition, numbered in (topic rank, partition) order."""
+    lanes: list[_Lane] = []
+    for topic, actual in topics:
+        for partition in _partitions(consumer, actual):
+            lanes.append(_Lane(len(lanes), topic, actual, partition))
+    return lanes
+
+
+def _partitions(consumer: Consumer, actual: str) -> list[int]:
+    try:
+        metadata = consumer.list_topics(actual, timeout=_METADATA_TIMEOUT_S)
+    except KafkaException as error:
+        raise AlignedKafkaError(f"no metadata for Kafka topic {actual!r}: {error}") from error
+    described = metadata.topics.get(actual)
+    if described is None or described.error is not None or not described.partitions:
+        reason = "no partitions" if described is None else str(described.error or "no partitions")
+        raise AlignedKafkaError(f"Kafka topic {actual!r} is not readable: {reason}")
+    return sorted(described.partitions)
+
+
+def _warn_unknown(snapshot: Mapping[str, int], lanes: list[_Lane]) -> None:
+    unknown = sorted(set(snapshot) - {lane.name for lane in lanes})
+    if unknown:
+        _LOG.warning("resume offsets of partitions no longer read are ignored: %s", unknown)
+
+
+class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]):
+    """The single partition of :class:`AlignedKafkaSource`: the consumer and the merge.
+
+    Args:
+        consumer: A consumer with every lane's partition assigned; closed by
+            :meth:`close`.
+        lanes: The lanes, in merge order.
+        tail: See :class:`AlignedKafkaSource`.
+        idle_s: See :class:`AlignedKafkaSource`.
+        max_hold_s: See :class:`AlignedKafkaSource`.
+        batch_size: See :class:`AlignedKafkaSource`.
+    """
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        lanes: list[_Lane],
+        *,
+        tail: bool,
+        idle_s: float,
+        max_hold_s: float,
+        batch_size: int,
+    ) -> None:
+        self._consumer = consumer
+        self._lanes = lanes
+        self._by_partition = {(lane.actual, lane.partition): lane for lane in lanes}
+        self._tail = tail
+        self._idle_s = idle_s
+        self._max_hold_s = max_hold_s
+        self._batch_size = batch_size
+        self._heads: list[_MergeKey] = []
+        self._more_ready = False
+        self._watermark: _MergeKey = (_BEGINNING_OF_TIME, 0)
+        self._watermark_moved = time.monotonic()
+        self._live = False
+        self._forced: set[int] = set()
+
+    @property
+    def buffered(self) -> int:
+        """Messages read from Kafka and not emitted yet."""
+        return sum(len(lane.buffer) for lane in self._lanes)
+
+    def next_batch(self) -> list[RawMessage]:
+        """Consume what is available and return the messages the watermark releases.
+
+        Returns:
+            Up to ``batch_size`` messages in merge order; empty when none is released.
+
+        Raises:
+            StopIteration: ``tail=False`` and every partition is read and emitted.
+            AlignedKafkaError: The client reported a fatal error.
+        """
+        self._ingest(self._consume())
+        now = time.monotonic()
+        batch = self._release(self._limit(now))
+        self._more_ready = len(batch) == self._batch_size
+        self._throttle()
+        if not batch and not self._tail and all(lane.finished for lane in self._lanes):
+            raise StopIteration
+        return batch
+
+    def snapshot(self) -> AlignedSnapshot:
+        """Return every partition's offset of its earliest unreleased message."""
+        return {
+            lane.name: offset
+            for lane in self._lanes
+            if (offset := lane.resume_offset()) is not None
+        }
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close()
+
+    def _consume(self) -> list[Any]:
+        timeout = 0.0 if self._more_ready else _POLL_S
+        try:
+            messages: list[Any] = self._consumer.consume(self._batch_size, timeout)
+        except KafkaException as exception:
+            self._on_error(exception.args[0], None)
+            return []
+        return messages
+
+    def _ingest(self, messages: Iterable[Any]) -> None:
+        now = time.monotonic()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._on_error(error, message)
+                continue
+            lane = self._by_partition[(message.topic(), message.partition())]
+            if lane.append(message, now):
+                heapq.heappush(self._heads, lane.head_key())
+
+    def _on_error(self, error: KafkaError, message: Any) -> None:
+        """Take an end-of-partition report; log other errors, raise fatal ones."""
+        if error.code() == KafkaError._PARTITION_EOF:
+            self._reached_end(self._by_partition[(message.topic(), message.partition())])
+            return
+        where = (
+            "the consumer"
+            if message is None or message.topic() is None
+            else f"topic {message.topic()} partition {message.partition()}"
+        )
+        if error.fatal():
+            raise AlignedKafkaError(
+                f"fatal Kafka consumer error on {where}: {error.str()} ({error.name()})"
+            )
+        _LOG.warning(
+            "Kafka consumer error on %s: %s (%s); retrying", where, error.str(), error.name()
+        )
+
+    def _reached_end(self, lane: _Lane) -> None:
+        lane.quiet_at_end = True
+        lane.ever_at_end = True
+        if not self._tail and not lane.finished:
+            lane.finished = True
+            self._consumer.pause([lane.topic_partition()])
+
+    def _limit(self, now: float) -> _MergeKey:
+        """Return the largest merge key that may be released now."""
+        watermark = self._advance_watermark(now)
+        self._live = self._live or all(lane.ever_at_end for lane in self._lanes)
+        if not self._live and now - self._watermark_moved < self._max_hold_s:
+            return watermark
+        overdue = [
+            lane
+            for lane in self._lanes
+            if lane.buffer and now - lane.buffer[0][2] >= self._max_hold_s
+        ]
+        for lane in overdue:
+            self._log_forced(lane, now, watermark)
+        return max([watermark, *(lane.head_key() for lane in overdue)])
+
+    def _advance_watermark(self, now: float) -> _MergeKey:
+        """Return the smallest bound of the active lanes; note when it last changed."""
+        bounds = [lane.bound() for lane in self._lanes if lane.active(now, self._idle_s)]
+        watermark = min(bounds, default=_RELEASE_ALL)
+        if watermark != self._watermark:
+            self._watermark = watermark
+            self._watermark_moved = now
+        return watermark
+
+    def _log_forced(self, lane: _Lane, now: float, watermark: _MergeKey) -> None:
+        if lane.index in self._forced or lane.head_key() <= watermark:
+            return
+        self._forced.add(lane.index)
+        blocker = self._lanes[watermark[1]]
+        _LOG.warning(
+            "topic %s partition %d: a message waited %.1f s for the event-time watermark, "
+            "held back by topic %s partition %d; released ahead of it (logged once)",
+            lane.topic,
+            lane.partition,
+            now - lane.buffer[0][2],
+            blocker.topic,
+            blocker.partition,
+        )
+
+    def _release(self, limit: _MergeKey) -> list[RawMessage]:
+        """Pop buffered messages in merge order while their key is at most ``limit``."""
+        batch: list[RawMessage] = []
+        heads = self._heads
+        while heads and heads[0] <= limit and len(batch) < self._batch_size:
+            lane = self._lanes[heads[0][1]]
+            batch.append(lane.buffer.popleft()[1])
+            if lane.buffer:
+                heapq.heapreplace(heads, lane.head_key())
+            else:
+                heapq.heappop(heads)
+        return batch
+
+    def _throttle(self) -> None:
+        """Pause partitions with a full buffer; resume them once it is half empty."""
+        for lane in self._lanes:
+            if lane.finished:
+                continue
+            if not lane.paused and len(lane.buffer) >= _MAX_BUFFERED:
+                lane.paused = True
+                self._consumer.pause([lane.topic_partition()])
+            elif lane.paused and len(lane.buffer) <= _MAX_BUFFERED // 2:
+                lane.paused = False
+                self._consumer.resume([lane.topic_partition()])
+
+
+def aligned_kafka_source(
+    flow: Dataflow,
+    step_id: str,
+    connection: KafkaConnection,
+    topics: Mapping[str, str],
+    *,
+    tail: bool = True,
+) -> Stream[RawMessage]:
+    """Read Kafka topics into a dataflow in event-time order; see :class:`AlignedKafkaSource`.
+
+    Args:
+        flow: The dataflow.
+        step_id: Step id of the input.
+        connection: The cluster.
+        topics: Logical topic → actual topic name; the order sets the topic rank.
+        tail: Keep following the topics; False ends the input at their end.
+
+    Returns:
+        The messages, in merge order.
+    """
+    return op.input(step_id, flow, AlignedKafkaSource(connection, topics, tail=tail))
