@@ -10,8 +10,9 @@
 
 Every command for a SKU travels one ordered path into its shard, and customer-level
 facts are broadcast to every shard, so the decisions are the same for any number of
-workers or processes. For a repeatable run from files, ``MergedFileSource`` merges
-the topics in event-time order.
+workers or processes. Both inputs merge the topics in event-time order: files with
+``MergedFileSource``, Kafka with ``AlignedKafkaSource`` (exactly for a backlog, and
+live once every active partition has moved past an event).
 """
 
 from collections.abc import Iterable, Iterator
@@ -22,10 +23,11 @@ from typing import TypeGuard, cast
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
+from allocflow.connectors.aligned_kafka import aligned_kafka_source
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.connectors.policy_file import load_policy
 from allocflow.connectors.stream_sinks import CheckedKafkaSink, write_json_lines
-from allocflow.connectors.stream_sources import MergedFileSource, RawMessage, kafka_source
+from allocflow.connectors.stream_sources import MergedFileSource, RawMessage
 from allocflow.flows.rules.commands import Command
 from allocflow.flows.rules.reference import DEFAULT_SHARDS
 from allocflow.flows.rules.rollup import OrderRollup
@@ -126,8 +128,9 @@ def _input(flow: Dataflow, endpoints: FileEndpoints | KafkaEndpoints) -> Stream[
         files = {t.value: endpoints.input_dir / f"{t.value}.jsonl" for t in ALLOCATION_INPUTS}
         return op.input("read_files", flow, MergedFileSource(files))
     topics = {t.value: endpoints.topics[t.value] for t in ALLOCATION_INPUTS}
-    streams = kafka_source(flow, "read_kafka", endpoints.connection, topics, tail=endpoints.tail)
-    return streams.messages
+    return aligned_kafka_source(
+        flow, "read_kafka", endpoints.connection, topics, tail=endpoints.tail
+    )
 
 
 def _output(

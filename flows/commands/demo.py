@@ -111,6 +111,10 @@ def _demo(
             if feed.error is not None:
                 print(f"allocflow demo: the simulator failed: {feed.error}", file=sys.stderr)
                 return 1
+            if flow.poll() is not None:
+                log = args.data_dir / "allocation.log"
+                print(f"allocflow demo: the allocation flow stopped; see {log}", file=sys.stderr)
+                return 1
             _report(watcher, feed.manifest, args.data_dir, outputs)
             if args.exit_when_done:
                 return 0
@@ -202,7 +206,6 @@ def _watch(
         settled = produced > 0 and now - last_change >= _SETTLE_S
         if settled or now > deadline:
             return
-    print(f"allocflow demo: the allocation flow exited with {flow.returncode}", file=sys.stderr)
 
 
 def _status_line(watcher: TopicWatcher, outputs: dict[OutputTopic, str]) -> str:

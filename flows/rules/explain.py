@@ -52,6 +52,7 @@ def decision_for(
     rule: str,
     candidates: list[Candidate],
     cancelled: bool = False,
+    part: str = "",
 ) -> AllocationDecision:
     """Build the decision record of a line after a command changed it.
 
@@ -62,6 +63,8 @@ def decision_for(
         rule: The rule that decided.
         candidates: Nodes considered (empty when no allocation was attempted).
         cancelled: Whether the order was cancelled.
+        part: Which of the event's commands caused it, when that is not the line's own
+            (see ``AllocationShard._records``); part of the id.
     """
     outcome = outcome_of(line, cancelled)
     reason = reason_of(line, outcome)
@@ -69,7 +72,9 @@ def decision_for(
     allocated = sum(committed.values())
     request = line.request
     return AllocationDecision(
-        decision_id=stable_id("dec", request.order_id, request.line_id, cause.event_id),
+        decision_id=stable_id(
+            "dec", request.order_id, request.line_id, cause.event_id, *([part] if part else [])
+        ),
         order_id=request.order_id,
         line_id=request.line_id,
         sku=request.sku,
@@ -85,7 +90,7 @@ def decision_for(
         allocations=[NodeAllocation(node_id=n, qty=q) for n, q in committed.items()],
         candidates=candidates,
         reason_code=reason,
-        explanation=_explain(line, outcome, reason, committed, candidates),
+        explanation=_explain(line, outcome, reason, rule=rule, candidates=candidates),
     )
 
 
@@ -93,11 +98,13 @@ def _explain(
     line: LineState,
     outcome: DecisionOutcome,
     reason: ReasonCode | None,
-    committed: dict[str, int],
+    *,
+    rule: str,
     candidates: list[Candidate],
 ) -> str:
+    committed = line.committed_by_node()
     placed = ", ".join(f"{qty} at {node}" for node, qty in committed.items()) or "nothing"
-    head = f"{outcome.value.capitalize()}: {placed} of {line.requested} ordered"
+    head = f"{outcome.value.capitalize()} by rule {rule}: {placed} of {line.requested} ordered"
     parts = [head]
     if outcome not in {DecisionOutcome.ALLOCATED, DecisionOutcome.CANCELLED}:
         parts.append(f"{line.waiting} waiting")

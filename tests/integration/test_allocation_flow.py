@@ -158,11 +158,15 @@ def test_two_processes_match_the_rules(stream: Path, reference: Outputs, tmp_pat
         f"allocflow.flows.allocation:get_flow({str(stream)!r}, {str(tmp_path)!r}, {str(policy)!r})"
     )
     addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    logs = [tmp_path / f"process-{index}.log" for index in range(2)]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", flow, "-i", str(index), "-a", addresses]
+            [sys.executable, "-m", "bytewax.run", flow, "-i", str(index), "-a", addresses],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
         )
-        for index in range(2)
+        for index, log in enumerate(logs)
     ]
-    assert [process.wait(timeout=300) for process in processes] == [0, 0]
+    codes = [process.wait(timeout=300) for process in processes]
+    assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
     _assert_same(_read_outputs(tmp_path), reference)
