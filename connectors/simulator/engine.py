@@ -64,6 +64,10 @@ DEFAULT_START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 _HOUR = timedelta(hours=1)
 _DRAIN_LIMIT = timedelta(days=10)
 _REVIEW_EVERY = timedelta(hours=4)
+_LEAD_TIME_HOURS = (24.0, 60.0)
+_REORDER_DAYS = 2.5
+"""Reorder point in days of demand: the mean lead time plus safety stock."""
+_ORDER_UP_TO_DAYS = 5.0
 _RESYNC_EVERY = timedelta(hours=6)
 _RESYNC_SHARE = 0.03
 _CYCLE_COUNT_SHARE = 0.005
@@ -338,7 +342,8 @@ class Simulation:
             for sku in self.world.skus:
                 daily = units_per_day * node.demand_share * sku.weight / total_weight
                 stock = _Stock(
-                    reorder_point=max(1, round(daily)), order_up_to=max(3, round(daily * 3))
+                    reorder_point=max(1, round(daily * _REORDER_DAYS)),
+                    order_up_to=max(3, round(daily * _ORDER_UP_TO_DAYS)),
                 )
                 if self._rng.random() > 0.04:
                     cover = self.config.stock_cover_days * self._rng.lognormvariate(-0.18, 0.6)
@@ -351,7 +356,7 @@ class Simulation:
                     sku=sku.sku,
                     on_hand=stock.physical,
                 )
-                if stock.physical < daily * self.config.stock_cover_days:
+                if stock.physical < stock.reorder_point:
                     self._order_stock(node.node_id, sku.sku, self._rng.uniform(6, 72) * _HOUR)
 
     # -- demand -----------------------------------------------------------------
@@ -649,7 +654,7 @@ class Simulation:
         for (node_id, sku), stock in self._stock.items():
             position = stock.physical - stock.reserved + stock.on_order - stock.backlog
             if position < stock.reorder_point:
-                self._order_stock(node_id, sku, self._rng.uniform(24, 72) * _HOUR)
+                self._order_stock(node_id, sku, self._rng.uniform(*_LEAD_TIME_HOURS) * _HOUR)
             elif self._rng.random() < _CYCLE_COUNT_SHARE and stock.physical > 3:
                 self._adjust(node_id, sku, self._rng.choice((-2, -1, 1, 2)), "cycle_count")
 

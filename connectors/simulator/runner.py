@@ -46,7 +46,7 @@ def run_simulation(request: SimulationRequest, sink: RecordSink) -> dict[str, An
     effects = ScenarioEffects(request.config)
     manifest = ManifestBuilder(request.config, request.faults, request.scenarios)
     pacer = Pacer(request.rate)
-    last_event_time: str | None = None
+    last: SimRecord | None = None
     with _progress_bar(request) as bar:
         for record in FaultInjector(request.faults, request.config.seed).inject(
             _clean_records(simulation, effects)
@@ -54,11 +54,12 @@ def run_simulation(request: SimulationRequest, sink: RecordSink) -> dict[str, An
             entry = manifest.add(record)
             sink.write(record, _locate(entry) if entry else None)
             pacer.wait()
-            last_event_time = record.event_time.isoformat()
+            last = record
             if manifest.total % _PROGRESS_EVERY == 0:
                 bar.update(_progress_of(simulation, request.config) - bar.n)
         bar.update(_progress_total(request.config) - bar.n)
     sink.close()
+    last_event_time = None if last is None else last.event_time.isoformat()
     return manifest.build(effects.summary(simulation.stats), last_event_time)
 
 
