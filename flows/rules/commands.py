@@ -3,7 +3,7 @@
 Commands are small, immutable and picklable: they cross workers and processes.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from allocflow.models.vocabulary import ReasonCode
@@ -155,18 +155,3 @@ BroadcastCommand = OrderCancel | CreditHold
 """Commands every shard receives."""
 
 Command = SkuCommand | BroadcastCommand
-
-
-@dataclass(frozen=True)
-class Routed:
-    """A command with the shard key that orders it.
-
-    Attributes:
-        shard: Shard key (a string, as Bytewax keys must be).
-        command: The command.
-        sequence: Position of the source event in the input, for tie-breaks.
-    """
-
-    shard: str
-    command: Command
-    sequence: int = field(default=0, compare=False)
