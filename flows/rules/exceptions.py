@@ -55,26 +55,34 @@ def wanted_reasons(line: LineState, cancelled: bool) -> set[ReasonCode]:
     return reasons
 
 
-def sync_exceptions(line: LineState, cause: Cause, cancelled: bool) -> list[AllocationException]:
+def sync_exceptions(
+    line: LineState, cause: Cause, cancelled: bool, part: str = ""
+) -> list[AllocationException]:
     """Open and close the line's exceptions to match its state; return the records.
 
     Args:
         line: The line after a change (its open exceptions are updated in place).
         cause: The event behind the change.
         cancelled: Whether the order was cancelled.
+        part: Which of the event's commands caused it, when that is not the line's own;
+            part of the ids of the exceptions it opens.
     """
     wanted = wanted_reasons(line, cancelled)
     records = [
         _close(line, reason, cause, _resolution(line, reason, wanted, cancelled))
         for reason in sorted(set(line.open_exceptions) - wanted)
     ]
-    records += [_open(line, reason, cause) for reason in sorted(wanted - set(line.open_exceptions))]
+    records += [
+        _open(line, reason, cause, part) for reason in sorted(wanted - set(line.open_exceptions))
+    ]
     return records
 
 
-def _open(line: LineState, reason: ReasonCode, cause: Cause) -> AllocationException:
+def _open(line: LineState, reason: ReasonCode, cause: Cause, part: str) -> AllocationException:
     request = line.request
-    exception_id = stable_id("exc", request.order_id, request.line_id, reason, cause.event_id)
+    exception_id = stable_id(
+        "exc", request.order_id, request.line_id, reason, cause.event_id, *([part] if part else [])
+    )
     line.open_exceptions[reason] = (exception_id, cause.event_time)
     _, owner, detail = _ROUTING[reason]
     return AllocationException(

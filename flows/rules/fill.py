@@ -51,6 +51,32 @@ def protection_needed(
     return max(0, policy.protected_qty(node_id, tier, on_hand) - higher_allocated)
 
 
+def _protection_owed(
+    policy: Policy,
+    node_id: str,
+    on_hand: int,
+    line: LineState,
+    higher_allocated: HigherTierAllocated,
+) -> int:
+    """Units at a node a line must leave for every tier above it.
+
+    ``protection_needed`` for the line's own tier nets everything the higher tiers hold
+    against everything protected for them; that alone would let a middle tier's
+    allocations (gold's) release the share protected for a tier above it (platinum's).
+    So the same is computed for each tier above the line too (the protection of the
+    tiers above *that* tier against what those tiers hold) and the line leaves the most.
+    """
+    request = line.request
+    owed = protection_needed(
+        policy, node_id, on_hand, request.tier, higher_allocated(node_id, request.priority)
+    )
+    for tier, rule in policy.tiers.items():
+        if rule.priority < request.priority:
+            held = higher_allocated(node_id, rule.priority)
+            owed = max(owed, protection_needed(policy, node_id, on_hand, tier, held))
+    return owed
+
+
 def plan_fill(
     line: LineState,
     stocks: dict[str, NodeStock],
@@ -76,12 +102,13 @@ def plan_fill(
     options = _options(line, stocks, policy, at, higher_allocated)
     usable = [option for option in options if option.rejected is None]
     waiting = line.waiting
-    takes, rule = _choose(line, usable, policy, waiting)
-    if sum(takes.values()) < waiting and not policy.backorders.allow_partial:
+    planned, rule = _choose(line, usable, policy, waiting)
+    capped = _capped_nodes(line, usable, planned)
+    takes = planned
+    if sum(planned.values()) < waiting and not policy.backorders.allow_partial:
         takes, rule = {}, "all-or-nothing"
-    capped = _capped_nodes(line, usable, takes)
-    candidates = [_candidate(option, takes, capped) for option in options]
-    shortfall = _shortfall(waiting - sum(takes.values()), takes, candidates, options)
+    candidates = [_candidate(option, takes, planned, capped) for option in options]
+    shortfall = _shortfall(waiting - sum(takes.values()), planned, candidates, options)
     return FillPlan(takes, candidates, rule, shortfall)
 
 
@@ -93,14 +120,11 @@ def _options(
     higher_allocated: HigherTierAllocated,
 ) -> list[_Option]:
     horizon = timedelta(hours=policy.backorders.use_inbound_within_hours)
-    priority = line.request.priority
     options = []
     for node_id, rank, excluded in policy.candidate_nodes(line.request.region, at):
         stock = stocks.get(node_id) or NodeStock()
         atp = stock.atp(at, horizon)
-        needed = protection_needed(
-            policy, node_id, stock.on_hand, line.request.tier, higher_allocated(node_id, priority)
-        )
+        needed = _protection_owed(policy, node_id, stock.on_hand, line, higher_allocated)
         available = max(0, atp - needed)
         rejected = None
         if excluded:
@@ -119,14 +143,20 @@ def _choose(
     if waiting <= 0 or not usable:
         return {}, "no-supply"
     room = policy.split.max_nodes_per_line - len(line.nodes)
-    single = next((o for o in usable if o.available >= waiting and _fits(line, o, room)), None)
+    single = next(
+        (o for o in usable if o.available >= waiting and _fits(line, o, room, waiting, policy)),
+        None,
+    )
     if single is not None:
         return {single.node_id: waiting}, _rank_rule(single.rank)
     return _split(line, usable, policy, waiting)
 
 
-def _fits(line: LineState, option: _Option, room: int) -> bool:
-    return option.node_id in line.nodes or room > 0
+def _fits(line: LineState, option: _Option, room: int, waiting: int, policy: Policy) -> bool:
+    """A node the line uses already, or a further one with room and enough units for it."""
+    if option.node_id in line.nodes:
+        return True
+    return room > 0 and (not line.nodes or waiting >= policy.split.min_split_qty)
 
 
 def _split(
@@ -142,7 +172,7 @@ def _split(
         if new_node and len(nodes) >= policy.split.max_nodes_per_line:
             continue
         take = min(option.available, remaining)
-        if take < policy.split.min_split_qty and take < remaining and nodes:
+        if new_node and nodes and take < policy.split.min_split_qty:
             continue
         takes[option.node_id] = take
         nodes.add(option.node_id)
@@ -163,10 +193,14 @@ def _capped_nodes(line: LineState, usable: list[_Option], takes: dict[str, int])
     return {option.node_id for option in usable if option.node_id not in takes}
 
 
-def _candidate(option: _Option, takes: dict[str, int], capped: set[str]) -> Candidate:
+def _candidate(
+    option: _Option, takes: dict[str, int], planned: dict[str, int], capped: set[str]
+) -> Candidate:
     rejected = option.rejected
     if rejected is None and option.node_id in capped:
         rejected = ReasonCode.SPLIT_REQUIRED
+    elif rejected is None and option.node_id in planned and option.node_id not in takes:
+        rejected = ReasonCode.PARTIAL_FILL  # all or nothing: it would only fill part
     return Candidate(
         node_id=option.node_id,
         rank=option.rank,

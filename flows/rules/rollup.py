@@ -21,7 +21,9 @@ class OrderRollup:
     """The latest decision of each line of one order.
 
     Attributes:
-        lines: Latest decision by line id (latest by event time, then decision id).
+        lines: Latest decision by line id: the latest by event time; of decisions with
+            the same event time, the one received last (a line's decisions all come from
+            its SKU's shard, in the order they were made).
         seen: Line decisions received, stale ones included.
         last_status: Fingerprint of the status last emitted, to emit only changes.
     """
@@ -38,7 +40,7 @@ class OrderRollup:
         """
         self.seen += 1
         current = self.lines.get(decision.line_id)
-        if current is None or _order_key(current) < _order_key(decision):
+        if current is None or current.decided_at <= decision.decided_at:
             self.lines[decision.line_id] = decision
         status = self._status()
         signature = status.model_dump(exclude={"record_id", "version"})

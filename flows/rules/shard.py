@@ -64,7 +64,10 @@ class AllocationShard:
             return self._hold(command)
         book = self.books.setdefault(command.sku, SkuBook(command.sku))
         changes = self._dispatch(book, command)
-        outputs = self._records(book, changes, command.cause)
+        subject = None
+        if isinstance(command, LineResize | ShipmentIssue):
+            subject = (command.order_id, command.line_id)
+        outputs = self._records(book, changes, command.cause, subject)
         if isinstance(command, ShipmentIssue):
             shipped = book.lines.get((command.order_id, command.line_id))
             if shipped is not None and shipped.key not in changes:
@@ -111,19 +114,31 @@ class AllocationShard:
         return outputs
 
     def _records(
-        self, book: SkuBook, changes: dict[LineKey, LineChange], cause: Cause
+        self,
+        book: SkuBook,
+        changes: dict[LineKey, LineChange],
+        cause: Cause,
+        subject: LineKey | None = None,
     ) -> list[ShardOutput]:
+        """Decision and exception records of the changed lines, in the order they changed.
+
+        ``subject`` is the line a per-line command is about. One event can carry several
+        such commands for a SKU (an order change of two lines, a shipment of two lines),
+        and each may change a third line (a backorder served with freed stock): the
+        records of lines other than the subject name it, so their ids stay distinct.
+        """
         outputs: list[ShardOutput] = []
-        for key in sorted(changes):
+        for key, change in changes.items():  # in the order the book changed the lines
             line = book.lines.get(key)
             if line is None:
                 continue
-            outputs.append(self._decision(line, changes[key], cause, False))
-            outputs += sync_exceptions(line, cause, cancelled=False)
+            part = "" if subject is None or key == subject else "/".join(subject)
+            outputs.append(self._decision(line, change, cause, False, part))
+            outputs += sync_exceptions(line, cause, cancelled=False, part=part)
         return outputs
 
     def _decision(
-        self, line: LineState, change: LineChange, cause: Cause, cancelled: bool
+        self, line: LineState, change: LineChange, cause: Cause, cancelled: bool, part: str = ""
     ) -> AllocationDecision:
         return decision_for(
             line,
@@ -132,6 +147,7 @@ class AllocationShard:
             rule=change.rule,
             candidates=change.candidates,
             cancelled=cancelled,
+            part=part,
         )
 
     def _forget_if_finished(self, book: SkuBook, key: LineKey, cause: Cause) -> list[ShardOutput]:

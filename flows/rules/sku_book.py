@@ -67,10 +67,11 @@ class SkuBook:
         line = self.lines.get((command.order_id, command.line_id))
         if line is None:
             return {}
-        line.requested = command.qty
+        # Units already shipped stay ordered: a line can't be cut below what left.
+        line.requested = max(command.qty, sum(line.shipped.values()))
         changes = {line.key: LineChange("order-change")}
-        freed = self._trim(line)
         at = command.cause.event_time
+        freed = self._trim(line, policy, at)
         if line.waiting and not line.held:
             changes[line.key] = self._allocate(line, at, policy, rule_prefix="order-change")
         if freed:
@@ -138,11 +139,12 @@ class SkuBook:
         """Book units leaving a node in a shipment, against the line's allocations."""
         stock = self._stock(command.node_id)
         stock.on_hand -= command.qty
+        at = command.cause.event_time
         line = self.lines.get((command.order_id, command.line_id))
         changes: dict[LineKey, LineChange] = {}
         if line is not None:
-            changes = self._consume(line, command.node_id, command.qty)
-        changes.update(self._rebalance(command.cause.event_time, policy))
+            changes = self._consume(line, command.node_id, command.qty, policy, at)
+        _merge(changes, self._rebalance(at, policy))
         return changes
 
     def finish(self, key: LineKey) -> LineState | None:
@@ -193,11 +195,12 @@ class SkuBook:
         else:
             stock.allocated.pop(line.key, None)
 
-    def _trim(self, line: LineState) -> bool:
-        """Release allocations beyond the ordered quantity, newest node last in rank."""
+    def _trim(self, line: LineState, policy: Policy, at: datetime) -> bool:
+        """Release allocations beyond the ordered quantity, lowest-ranked node first."""
+        ranks = {node: rank for node, rank, _ in policy.candidate_nodes(line.request.region, at)}
         excess = line.committed - line.requested
         freed = False
-        for node_id in sorted(line.allocations, reverse=True):
+        for node_id in sorted(line.allocations, key=lambda n: (-ranks.get(n, len(ranks) + 1), n)):
             if excess <= 0:
                 break
             take = min(excess, line.allocations[node_id])
@@ -214,9 +217,13 @@ class SkuBook:
         else:
             del line.allocations[node_id]
 
-    def _consume(self, line: LineState, node_id: str, qty: int) -> dict[LineKey, LineChange]:
+    def _consume(
+        self, line: LineState, node_id: str, qty: int, policy: Policy, at: datetime
+    ) -> dict[LineKey, LineChange]:
         """Move shipped units from allocations to shipped; other nodes give up theirs."""
         line.shipped[node_id] = line.shipped.get(node_id, 0) + qty
+        # Shipped beyond the ordered quantity (over-delivery): what left is what counts.
+        line.requested = max(line.requested, sum(line.shipped.values()))
         from_node = min(qty, line.allocations.get(node_id, 0))
         if from_node:
             self._take_from(line, node_id, from_node)
@@ -229,7 +236,7 @@ class SkuBook:
             rest -= take
         if rest > 0 or (qty > from_node):
             return {line.key: LineChange("warehouse-shipment")}
-        self._trim(line)
+        self._trim(line, policy, at)
         return {}
 
     def _rebalance(self, at: datetime, policy: Policy) -> dict[LineKey, LineChange]:
@@ -249,7 +256,7 @@ class SkuBook:
                 line.shortfall = ReasonCode.STOCKOUT
                 excess -= take
                 changes[key] = LineChange("supply-shortfall")
-        changes.update(self._serve_backorders(at, policy))
+        _merge(changes, self._serve_backorders(at, policy))
         return changes
 
     def _priority_of(self, key: LineKey) -> tuple[int, float, datetime, str, str]:
@@ -268,8 +275,17 @@ class SkuBook:
         for line in waiting:
             if not any(stock.atp(at, horizon) for stock in self.stocks.values()):
                 break
-            before = line.committed
+            before, shortfall = line.committed, line.shortfall
             change = self._allocate(line, at, policy, rule_prefix="backorder")
             if line.committed != before:
                 changes[line.key] = change
+            else:  # no decision: the line keeps the reason its last decision gave
+                line.shortfall = shortfall
         return changes
+
+
+def _merge(changes: dict[LineKey, LineChange], later: dict[LineKey, LineChange]) -> None:
+    """Add later changes; a line changed again moves to its latest place (service order)."""
+    for key, change in later.items():
+        changes.pop(key, None)
+        changes[key] = change
