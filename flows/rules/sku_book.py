@@ -197,10 +197,9 @@ class SkuBook:
 
     def _trim(self, line: LineState, policy: Policy, at: datetime) -> bool:
         """Release allocations beyond the ordered quantity, lowest-ranked node first."""
-        ranks = {node: rank for node, rank, _ in policy.candidate_nodes(line.request.region, at)}
         excess = line.committed - line.requested
         freed = False
-        for node_id in sorted(line.allocations, key=lambda n: (-ranks.get(n, len(ranks) + 1), n)):
+        for node_id in _lowest_rank_first(line, policy, at):
             if excess <= 0:
                 break
             take = min(excess, line.allocations[node_id])
@@ -228,7 +227,7 @@ class SkuBook:
         if from_node:
             self._take_from(line, node_id, from_node)
         rest = qty - from_node
-        for other in sorted(line.allocations):
+        for other in _lowest_rank_first(line, policy, at):
             if rest <= 0:
                 break
             take = min(rest, line.allocations[other])
@@ -289,3 +288,9 @@ def _merge(changes: dict[LineKey, LineChange], later: dict[LineKey, LineChange])
     for key, change in later.items():
         changes.pop(key, None)
         changes[key] = change
+
+
+def _lowest_rank_first(line: LineState, policy: Policy, at: datetime) -> list[str]:
+    """The line's allocated nodes, least preferred by its sourcing rank first."""
+    ranks = {node: rank for node, rank, _ in policy.candidate_nodes(line.request.region, at)}
+    return sorted(line.allocations, key=lambda node: (-ranks.get(node, len(ranks) + 1), node))
