@@ -1,5 +1,7 @@
 """Line-level allocation exceptions: opened when a line needs a human, closed when not."""
 
+from datetime import datetime
+
 from allocflow.flows.rules.commands import Cause
 from allocflow.flows.rules.lines import LineState
 from allocflow.models.allocation_exceptions import AllocationException, ExceptionState
@@ -84,42 +86,54 @@ def _open(line: LineState, reason: ReasonCode, cause: Cause, part: str) -> Alloc
         "exc", request.order_id, request.line_id, reason, cause.event_id, *([part] if part else [])
     )
     line.open_exceptions[reason] = (exception_id, cause.event_time)
-    _, owner, detail = _ROUTING[reason]
-    return AllocationException(
-        record_id=stable_id("exr", exception_id, ExceptionState.OPEN),
-        exception_id=exception_id,
-        state=ExceptionState.OPEN,
-        order_id=request.order_id,
-        line_id=request.line_id,
-        reason_code=reason,
-        severity=_severity(line, reason),
-        owner_role=owner,
-        opened_at=cause.event_time,
-        detail=f"{detail}: {request.sku}, {line.waiting} of {line.requested} waiting "
-        f"(customer {request.customer_id}, tier {request.tier})",
-        cause_event_id=cause.event_id,
+    detail = (
+        f"{_ROUTING[reason][2]}: {request.sku}, {line.waiting} of {line.requested} waiting "
+        f"(customer {request.customer_id}, tier {request.tier})"
     )
+    return _record(line, reason, exception_id, cause, opened_at=cause.event_time, detail=detail)
 
 
 def _close(
     line: LineState, reason: ReasonCode, cause: Cause, resolution: str
 ) -> AllocationException:
     exception_id, opened_at = line.open_exceptions.pop(reason)
-    _, owner, detail = _ROUTING[reason]
-    request = line.request
-    return AllocationException(
-        record_id=stable_id("exr", exception_id, ExceptionState.CLOSED),
-        exception_id=exception_id,
-        state=ExceptionState.CLOSED,
-        order_id=request.order_id,
-        line_id=request.line_id,
-        reason_code=reason,
-        severity=_severity(line, reason),
-        owner_role=owner,
+    return _record(
+        line,
+        reason,
+        exception_id,
+        cause,
         opened_at=opened_at,
+        detail=f"{_ROUTING[reason][2]}: {line.request.sku}",
         closed_at=max(opened_at, cause.event_time),
         resolution=resolution,
-        detail=f"{detail}: {request.sku}",
+    )
+
+
+def _record(
+    line: LineState,
+    reason: ReasonCode,
+    exception_id: str,
+    cause: Cause,
+    *,
+    opened_at: datetime,
+    detail: str,
+    closed_at: datetime | None = None,
+    resolution: str | None = None,
+) -> AllocationException:
+    state = ExceptionState.OPEN if closed_at is None else ExceptionState.CLOSED
+    return AllocationException(
+        record_id=stable_id("exr", exception_id, state),
+        exception_id=exception_id,
+        state=state,
+        order_id=line.request.order_id,
+        line_id=line.request.line_id,
+        reason_code=reason,
+        severity=_severity(line, reason),
+        owner_role=_ROUTING[reason][1],
+        opened_at=opened_at,
+        closed_at=closed_at,
+        resolution=resolution,
+        detail=detail,
         cause_event_id=cause.event_id,
     )
 
