@@ -318,7 +318,7 @@ def test_an_idle_topic_holds_the_others_back_only_for_idle_s(
     finally:
         part.close()
 
-    assert idle_s * 0.9 <= first_at <= idle_s + 5
+    assert idle_s * 0.9 <= first_at <= idle_s + 30
     assert _positions(got) == _merge_order(produced.values, list(topics), {})
     assert _positions(woken) == list(later.values.keys())
 
@@ -338,7 +338,7 @@ def test_a_message_held_longer_than_max_hold_s_is_released_and_logged_once(
     finally:
         part.close()
 
-    assert 1.0 <= first_at <= 6.0
+    assert 1.0 <= first_at <= 30.0
     assert _positions(got) == _merge_order(produced.values, list(topics), {})
     forced = [r for r in caplog.records if "ahead of it" in r.getMessage()]
     partitions = [record.args[1] for record in forced if isinstance(record.args, tuple)]
