@@ -25,12 +25,12 @@ class OrderRollup:
             the same event time, the one received last (a line's decisions all come from
             its SKU's shard, in the order they were made).
         seen: Line decisions received, stale ones included.
-        last_status: Fingerprint of the status last emitted, to emit only changes.
+        last_status: The status last emitted (without id and version), to emit only changes.
     """
 
     lines: dict[str, AllocationDecision] = field(default_factory=dict)
     seen: int = 0
-    last_status: tuple[tuple[str, str], ...] | None = None
+    last_status: "_Summary | None" = None
 
     def apply(self, decision: AllocationDecision) -> OrderStatus | None:
         """Take a line's decision; return the order's new status if it changed.
@@ -42,32 +42,27 @@ class OrderRollup:
         current = self.lines.get(decision.line_id)
         if current is None or current.decided_at <= decision.decided_at:
             self.lines[decision.line_id] = decision
-        status = self._status()
-        signature = status.model_dump(exclude={"record_id", "version"})
-        fingerprint = tuple(sorted((key, repr(value)) for key, value in signature.items()))
-        if fingerprint == self.last_status:
+        summary = self._summary()
+        if summary == self.last_status:
             return None
-        self.last_status = fingerprint
-        return status
+        self.last_status = summary
+        return summary.record(self.seen)
 
-    def _status(self) -> OrderStatus:
+    def _summary(self) -> "_Summary":
         counts = dict.fromkeys(_LINE_COUNT_FIELDS.values(), 0)
         for decision in self.lines.values():
             counts[_LINE_COUNT_FIELDS[decision.outcome]] += 1
         live = [d for d in self.lines.values() if d.outcome is not DecisionOutcome.CANCELLED]
-        nodes = sorted({a.node_id for d in live for a in d.allocations})
+        nodes = tuple(sorted({a.node_id for d in live for a in d.allocations}))
         latest = max(self.lines.values(), key=_order_key)
-        return OrderStatus(
-            record_id=stable_id("ost", latest.order_id, str(self.seen)),
+        return _Summary(
             order_id=latest.order_id,
-            version=self.seen,
             customer_id=latest.customer_id,
             status=_kind(counts, len(self.lines)),
             lines=len(self.lines),
             requested_qty=sum(d.requested_qty for d in live),
             allocated_qty=sum(d.allocated_qty for d in live),
             nodes=nodes,
-            split_count=len(nodes),
             as_of=latest.decided_at,
             cause_event_id=latest.cause_event_id,
             policy_version=latest.policy_version,
@@ -76,6 +71,50 @@ class OrderRollup:
             lines_backordered=counts["lines_backordered"],
             lines_held=counts["lines_held"],
             lines_cancelled=counts["lines_cancelled"],
+        )
+
+
+@dataclass(frozen=True)
+class _Summary:
+    """Everything of an order status but its id and version: what "changed" compares."""
+
+    order_id: str
+    customer_id: str
+    status: OrderStatusKind
+    lines: int
+    requested_qty: int
+    allocated_qty: int
+    nodes: tuple[str, ...]
+    as_of: datetime
+    cause_event_id: str
+    policy_version: str
+    lines_allocated: int
+    lines_partial: int
+    lines_backordered: int
+    lines_held: int
+    lines_cancelled: int
+
+    def record(self, version: int) -> OrderStatus:
+        """Return the status record with its version."""
+        return OrderStatus(
+            record_id=stable_id("ost", self.order_id, str(version)),
+            version=version,
+            order_id=self.order_id,
+            customer_id=self.customer_id,
+            status=self.status,
+            lines=self.lines,
+            lines_allocated=self.lines_allocated,
+            lines_partial=self.lines_partial,
+            lines_backordered=self.lines_backordered,
+            lines_held=self.lines_held,
+            lines_cancelled=self.lines_cancelled,
+            requested_qty=self.requested_qty,
+            allocated_qty=self.allocated_qty,
+            nodes=list(self.nodes),
+            split_count=len(self.nodes),
+            as_of=self.as_of,
+            cause_event_id=self.cause_event_id,
+            policy_version=self.policy_version,
         )
 
 
