@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.allocflow-installed
-PY_SOURCES := $(shell find models flows connectors -name '*.py' -o -name 'py.typed' 2>/dev/null)
+PY_SOURCES := $(shell find models flows connectors dashboards -name '*.py' -o -name 'py.typed' 2>/dev/null)
 DEMO_ARGS ?=
 
 .PHONY: help install demo test lint typecheck unit contract clean

@@ -1,0 +1,1 @@
+"""Streamlit dashboards over the landed DuckDB facts and KPI views."""
