@@ -1,0 +1,389 @@
+"""The single writer of the DuckDB file: one transaction per batch, idempotent.
+
+A batch lands in one transaction: new input events, decisions and records go to
+the fact tables, the entity rows they touch are merged, and every KPI aggregate
+receives the difference those rows made — together with the next offset of every
+source partition, so a restart resumes exactly after the last landed batch and a
+replayed message is skipped. Deterministic ids make a re-produced record (the
+pipeline restarted without recovery) land nothing either.
+
+Example:
+    ::
+
+        with DuckDBWriter(Path("allocflow.duckdb")) as writer:
+            report = writer.land(records)
+            print(report.records, report.seconds)
+"""
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import duckdb
+import polars as pl
+
+from allocflow.connectors.landing import merges, staging
+from allocflow.connectors.landing.aggregates import aggregates_of, create_aggregates
+from allocflow.connectors.landing.kpi_views import create_views
+from allocflow.connectors.landing.records import LandingRecord, rows_of
+from allocflow.connectors.landing.schema import (
+    SCHEMA_VERSION,
+    check_schema_version,
+    create_fact_tables,
+)
+
+_LOG = logging.getLogger(__name__)
+
+_INGEST_CACHE_SIZE = 500_000
+"""Recent input events whose ingest time is kept in memory to time decisions."""
+
+ENTITIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "orders": ("affected_orders", ("order_id",)),
+    "order_lines": ("affected_lines", ("order_id", "line_id")),
+    "shipments": ("affected_shipments", ("shipment_id",)),
+    "exceptions": ("affected_exceptions", ("exception_id",)),
+    "allocation_decisions": ("affected_decisions", ("decision_id",)),
+}
+"""Entity tables that feed aggregates, with the frame of touched keys for each."""
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one batch did.
+
+    Attributes:
+        records: Messages in the batch.
+        replayed: Messages skipped because their offset had already landed.
+        skipped: Messages that could not be decoded (see the dead-letter topic).
+        new_events: Input events landed for the first time.
+        new_decisions: Decisions landed for the first time.
+        seconds: Wall time of the batch, decode to commit.
+    """
+
+    records: int
+    replayed: int
+    skipped: int
+    new_events: int
+    new_decisions: int
+    seconds: float
+
+
+class DuckDBWriter:
+    """Owns the DuckDB file; lands batches of records into facts and KPI aggregates."""
+
+    def __init__(self, path: Path) -> None:
+        """Open (or create) the file, its tables, aggregates and views.
+
+        Raises:
+            SchemaMismatchError: The file was landed by another schema version.
+            duckdb.IOException: Another process holds the file.
+        """
+        self.path = path
+        self._con = duckdb.connect(str(path))
+        self._con.execute("SET enable_progress_bar = false")
+        create_fact_tables(self._con)
+        check_schema_version(self._con)
+        create_aggregates(self._con)
+        create_views(self._con)
+        self._next_offsets = self._load_offsets()
+        self._ingested: OrderedDict[str, datetime] = OrderedDict()
+        self._awaiting_cause = self._load_awaiting_cause()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The writer's connection (for snapshots and reads in the same process)."""
+        return self._con
+
+    def next_offset(self, source: str, partition: int) -> int:
+        """The first offset of a source partition that has not landed yet."""
+        return self._next_offsets.get((source, partition), 0)
+
+    def land(self, records: Sequence[LandingRecord]) -> BatchReport:
+        """Land a batch in one transaction; records already landed are skipped.
+
+        Raises:
+            duckdb.Error: The batch could not land; nothing of it did.
+        """
+        started = time.perf_counter()
+        fresh = [r for r in records if r.offset >= self.next_offset(r.source, r.partition)]
+        staged = rows_of(fresh)
+        frames = staging.typed_frames(staged.frames)
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            new_events, new_decisions = self._land_frames(frames)
+            offsets = self._advance_offsets(fresh)
+            self._record_status(len(fresh), staged.skipped, frames["input_events"])
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._next_offsets.update(offsets)
+        self._remember_ingest_times(frames["input_events"])
+        return BatchReport(
+            records=len(records),
+            replayed=len(records) - len(fresh),
+            skipped=staged.skipped,
+            new_events=new_events,
+            new_decisions=new_decisions,
+            seconds=time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        """Checkpoint and close the file."""
+        self._con.close()
+
+    def _land_frames(self, frames: dict[str, pl.DataFrame]) -> tuple[int, int]:
+        events = self._insert_new("input_events", frames["input_events"], "event_id")
+        new_ids = events["event_id"].implode()
+        fresh = {
+            name: frames[name].filter(pl.col("event_id").is_in(new_ids))
+            for name in ("placed", "placed_lines", "cancelled", "shipments", "carrier_events")
+        }
+        late_latency = self._late_latencies(events)
+        self._register(
+            {
+                "b_latency": late_latency,
+                "affected_decisions": pl.concat(
+                    [frames["decisions"].select("decision_id"), late_latency.select("decision_id")]
+                ).unique(),
+            }
+        )
+        self._capture("before", ("allocation_decisions",))
+        decisions = self._new_decisions(frames["decisions"])
+        stage = {
+            "b_placed": staging.placed_orders(fresh["placed"]).drop("event_id"),
+            "b_placed_lines": staging.placed_lines(fresh["placed_lines"]).drop("event_id"),
+            "b_cancelled": staging.cancellations(fresh["cancelled"]),
+            "b_statuses": staging.order_statuses(frames["statuses"]),
+            "b_line_decisions": staging.line_decisions(decisions),
+            "b_exceptions": staging.exceptions(frames["exceptions"]),
+            "b_shipments": staging.shipments(fresh["shipments"].drop("event_id")),
+            "b_carrier_events": fresh["carrier_events"],
+            "b_route_alerts": frames["route_alerts"],
+            "b_dq_results": frames["dq_results"],
+            "b_dead_letters": frames["dead_letters"],
+            "b_latency": late_latency,
+        }
+        self._register(stage)
+        self._register(self._affected(stage))
+        entities = tuple(e for e in ENTITIES if e != "allocation_decisions")
+        self._capture("before", entities)
+        self._merge(stage)
+        self._capture("after", tuple(ENTITIES))
+        self._apply_aggregate_deltas()
+        return events.height, decisions.height
+
+    def _insert_new(self, table: str, frame: pl.DataFrame, key: str) -> pl.DataFrame:
+        """Insert rows whose key is new; return those rows."""
+        if frame.is_empty():
+            return frame
+        self._con.register("b_new", frame)
+        inserted = self._con.execute(
+            f"INSERT INTO {table} BY NAME SELECT * FROM b_new ON CONFLICT DO NOTHING "
+            f"RETURNING {key}"
+        ).fetchall()
+        self._con.unregister("b_new")
+        keys = [row[0] for row in inserted]
+        return frame.filter(pl.col(key).is_in(keys))
+
+    def _new_decisions(self, decisions: pl.DataFrame) -> pl.DataFrame:
+        """Time the batch's decisions against their causes, then insert the new ones."""
+        timed = decisions.with_columns(
+            pl.Series("latency_ms", self._latencies(decisions), dtype=pl.Float64)
+        )
+        new = self._insert_new("allocation_decisions", timed, "decision_id")
+        for decision_id, cause, produced, latency in new.select(
+            "decision_id", "cause_event_id", "produced_at", "latency_ms"
+        ).iter_rows():
+            if produced is not None and latency is None:
+                self._awaiting_cause.setdefault(cause, []).append((decision_id, produced))
+        return new
+
+    def _latencies(self, decisions: pl.DataFrame) -> list[float | None]:
+        causes = decisions["cause_event_id"].to_list()
+        known = self._ingest_times([c for c in set(causes) if c not in self._ingested])
+        latencies: list[float | None] = []
+        for cause, produced in zip(causes, decisions["produced_at"].to_list(), strict=True):
+            ingested = self._ingested.get(cause) or known.get(cause)
+            latencies.append(_latency_ms(ingested, produced))
+        return latencies
+
+    def _ingest_times(self, event_ids: list[str]) -> dict[str, datetime]:
+        """Ingest times of events landed in earlier batches but no longer cached."""
+        if not event_ids:
+            return {}
+        self._con.register("b_causes", pl.DataFrame({"event_id": event_ids}))
+        rows = self._con.execute(
+            "SELECT event_id, ingested_at FROM input_events SEMI JOIN b_causes USING (event_id) "
+            "WHERE ingested_at IS NOT NULL"
+        ).fetchall()
+        self._con.unregister("b_causes")
+        return dict(rows)
+
+    def _late_latencies(self, events: pl.DataFrame) -> pl.DataFrame:
+        """Latencies of earlier decisions whose cause event landed only now."""
+        rows: list[tuple[str, float]] = []
+        for event_id, ingested in events.select("event_id", "ingested_at").iter_rows():
+            for decision_id, produced in self._awaiting_cause.pop(event_id, ()):
+                latency = _latency_ms(ingested, produced)
+                if latency is not None:
+                    rows.append((decision_id, latency))
+        return pl.DataFrame(
+            rows, schema={"decision_id": pl.String, "latency_ms": pl.Float64}, orient="row"
+        )
+
+    def _affected(self, stage: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+        shipment_ids = stage["b_shipments"].select("shipment_id")
+        self._con.register("b_touched_shipments", shipment_ids)
+        shipped_orders = self._con.sql(
+            "SELECT DISTINCT order_id FROM shipments SEMI JOIN b_touched_shipments "
+            "USING (shipment_id) WHERE order_id IS NOT NULL"
+        ).pl()
+        orders = pl.concat(
+            [
+                stage[name].select("order_id")
+                for name in (
+                    "b_placed",
+                    "b_cancelled",
+                    "b_statuses",
+                    "b_line_decisions",
+                    "b_exceptions",
+                    "b_shipments",
+                )
+            ]
+            + [shipped_orders.cast({"order_id": pl.String})]
+        )
+        lines = pl.concat(
+            [
+                stage["b_placed_lines"].select("order_id", "line_id"),
+                stage["b_line_decisions"].select("order_id", "line_id"),
+            ]
+        )
+        return {
+            "affected_orders": orders.drop_nulls().unique(),
+            "affected_lines": lines.unique(),
+            "affected_shipments": shipment_ids.unique(),
+            "affected_exceptions": stage["b_exceptions"].select("exception_id").unique(),
+        }
+
+    def _register(self, frames: dict[str, pl.DataFrame]) -> None:
+        for name, frame in frames.items():
+            self._con.register(name, frame)
+
+    def _capture(self, when: str, entities: Iterable[str]) -> None:
+        for entity in entities:
+            affected, keys = ENTITIES[entity]
+            self._con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {when}_{entity} AS SELECT t.* FROM {entity} AS t "
+                f"SEMI JOIN {affected} USING ({', '.join(keys)})"
+            )
+
+    def _merge(self, stage: dict[str, pl.DataFrame]) -> None:
+        statements = (
+            ("b_placed", merges.PLACED_ORDERS),
+            ("b_placed_lines", merges.PLACED_LINES),
+            ("b_cancelled", merges.CANCELLED_ORDERS),
+            ("b_statuses", merges.ORDER_STATUSES),
+            ("b_line_decisions", merges.LINE_DECISIONS),
+            ("b_exceptions", merges.EXCEPTIONS),
+            ("b_shipments", merges.SHIPMENTS),
+            ("b_latency", _LATE_LATENCY),
+            *((frame, merges.log_insert(table, frame)) for table, frame in merges.LOGS.items()),
+        )
+        for frame, statement in statements:
+            if not stage[frame].is_empty():
+                self._con.execute(statement)
+        for statement in merges.ORDER_SUMMARIES:
+            self._con.execute(statement)
+
+    def _apply_aggregate_deltas(self) -> None:
+        for entity in ENTITIES:
+            for aggregate in aggregates_of(entity):
+                self._con.execute(aggregate.apply_delta_sql(f"before_{entity}", f"after_{entity}"))
+                self._con.execute(aggregate.prune_sql())
+
+    def _advance_offsets(self, records: Iterable[LandingRecord]) -> dict[tuple[str, int], int]:
+        offsets: dict[tuple[str, int], int] = {}
+        for record in records:
+            key = (record.source, record.partition)
+            offsets[key] = max(offsets.get(key, 0), record.offset + 1)
+        if offsets:
+            frame = pl.DataFrame(
+                [(s, p, o) for (s, p), o in offsets.items()],
+                schema={"source": pl.String, "source_partition": pl.Int32, "next_offset": pl.Int64},
+                orient="row",
+            )
+            self._con.register("b_offsets", frame)
+            self._con.execute(
+                "INSERT INTO landing_offsets SELECT * FROM b_offsets ON CONFLICT DO UPDATE "
+                "SET next_offset = greatest(landing_offsets.next_offset, excluded.next_offset)"
+            )
+        return offsets
+
+    def _record_status(self, records: int, skipped: int, events: pl.DataFrame) -> None:
+        watermark = events["event_time"].max() if events.height else None
+        self._con.execute(
+            "INSERT INTO landing_status VALUES (1, ?, 1, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+            "batches = landing_status.batches + 1, "
+            "records = landing_status.records + excluded.records, "
+            "skipped = landing_status.skipped + excluded.skipped, "
+            "watermark = greatest(landing_status.watermark, excluded.watermark), "
+            "landed_at = excluded.landed_at",
+            [SCHEMA_VERSION, records, skipped, watermark, _now()],
+        )
+
+    def _remember_ingest_times(self, events: pl.DataFrame) -> None:
+        for event_id, ingested in events.select("event_id", "ingested_at").iter_rows():
+            if ingested is not None:
+                self._ingested[event_id] = ingested
+        while len(self._ingested) > _INGEST_CACHE_SIZE:
+            self._ingested.popitem(last=False)
+
+    def _load_offsets(self) -> dict[tuple[str, int], int]:
+        rows = self._con.execute(
+            "SELECT source, source_partition, next_offset FROM landing_offsets"
+        ).fetchall()
+        return {(source, partition): offset for source, partition, offset in rows}
+
+    def _load_awaiting_cause(self) -> dict[str, list[tuple[str, datetime]]]:
+        rows = self._con.execute(
+            "SELECT cause_event_id, decision_id, produced_at FROM allocation_decisions "
+            "WHERE latency_ms IS NULL AND produced_at IS NOT NULL"
+        ).fetchall()
+        awaiting: dict[str, list[tuple[str, datetime]]] = {}
+        for cause, decision_id, produced in rows:
+            awaiting.setdefault(cause, []).append((decision_id, produced))
+        return awaiting
+
+
+_LATE_LATENCY = (
+    "UPDATE allocation_decisions SET latency_ms = b_latency.latency_ms FROM b_latency "
+    "WHERE allocation_decisions.decision_id = b_latency.decision_id"
+)
+
+
+def _latency_ms(ingested: datetime | None, produced: datetime | None) -> float | None:
+    if ingested is None or produced is None:
+        return None
+    return max((produced - ingested).total_seconds() * 1000.0, 0.0)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
