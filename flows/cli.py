@@ -15,6 +15,7 @@ from pydantic_settings import SettingsError
 
 from allocflow.flows.commands import (
     broker_cmd,
+    dashboard_cmd,
     demo,
     policy_cmd,
     run_cmd,
@@ -42,6 +43,7 @@ _REGISTRARS: tuple[_Registrar, ...] = (
     simulate.register,
     run_cmd.register,
     demo.register,
+    dashboard_cmd.register,
 )
 
 

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         startup_timeout_s=settings.broker_startup_timeout_s,
     )
     try:
-        with _stop_signals() as stop, broker:
+        with stop_signals() as stop, broker:
             if not args.no_topics:
                 _create_topics(broker, settings)
             print(f"Kafka bootstrap servers: {broker.bootstrap_servers}", flush=True)
@@ -75,7 +75,7 @@ def _wait(broker: EmbeddedBroker, stop: threading.Event) -> int:
 
 
 @contextmanager
-def _stop_signals() -> Iterator[threading.Event]:
+def stop_signals() -> Iterator[threading.Event]:
     """Turn SIGINT and SIGTERM into an event for the duration of the block."""
     stop = threading.Event()
 
