@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.allocflow-installed
 PY_SOURCES := $(shell find models flows connectors dashboards -name '*.py' -o -name 'py.typed' 2>/dev/null)
 DEMO_ARGS ?=
+CHROMIUM := /usr/bin/chromium
+BROWSER_PACKAGES := chromium fonts-liberation
 
-.PHONY: help install demo test lint typecheck unit contract clean
+.PHONY: help install demo test lint typecheck browser unit contract clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,7 +39,25 @@ lint: $(STAMP)  ## ruff lint and format check
 typecheck: $(STAMP)  ## mypy --strict on the package
 	$(BIN)/mypy
 
-test: lint typecheck  ## the full suite: lint, types, unit, property and integration tests
+browser:  ## install Debian's chromium for the browser tests (when missing, as root with apt-get)
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	why=""; \
+	if [ "$$(id -u)" != 0 ]; then why="not running as root"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then why="apt-get is not available"; \
+	else \
+	  echo "installing $(BROWSER_PACKAGES) for the browser tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get -o DPkg::Lock::Timeout=300 update -qq \
+	    && apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null \
+	    || why="apt-get failed (see above)"; \
+	fi; \
+	if [ -n "$$why" ]; then \
+	  echo "$(CHROMIUM) is missing and was not installed: $$why." >&2; \
+	  echo "  The browser tests will be skipped (and fail under CI=true)." >&2; \
+	  echo "  Install it with: sudo apt-get install --no-install-recommends $(BROWSER_PACKAGES)" >&2; \
+	fi
+
+test: lint typecheck browser  ## the full suite: lint, types, unit, property, integration and browser tests
 	$(BIN)/python -m pytest
 
 clean:  ## remove the venv and build output

@@ -1,12 +1,28 @@
-"""Fixtures shared by every test: the embedded Kafka broker and unique topic names."""
+"""Fixtures shared by every test: the embedded Kafka broker, unique topic names, a browser."""
 
+import os
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, sync_playwright
 
 from allocflow.connectors.broker import EmbeddedBroker
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +37,50 @@ def unique_topic(request: pytest.FixtureRequest) -> str:
     """A topic name no other test uses: the test's name plus a random suffix."""
     base = re.sub(r"[^a-zA-Z0-9._-]+", "-", request.node.name)[:80].strip("-")
     return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    """Debian's Chromium; skips the test when it is missing, fails instead under CI=true."""
+    problem = _chromium_problem()
+    if problem is not None:
+        reason = (
+            f"browser test needs a runnable {CHROMIUM}: {problem}. Install it with `make browser` "
+            "(as root with apt-get) or `sudo apt-get install --no-install-recommends chromium "
+            "fonts-liberation`; never `playwright install`"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: a skipped browser test is a failure)")
+        pytest.skip(reason)
+    return str(CHROMIUM)
+
+
+@pytest.fixture
+def browser_page(chromium_executable: str) -> Iterator[Page]:
+    """A page (1400x1000) of a fresh headless Chromium, closed after the test."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_executable, args=CHROMIUM_FLAGS
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            yield context.new_page()
+            context.close()
+        finally:
+            browser.close()
+
+
+def _chromium_problem() -> str | None:
+    """Return why Chromium cannot be used, None when ``chromium --version`` works."""
+    if not CHROMIUM.exists():
+        return "it is not installed"
+    try:
+        result = subprocess.run(
+            [CHROMIUM, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"`chromium --version` failed: {error}"
+    if result.returncode != 0:
+        details = result.stderr.strip() or "no output"
+        return f"`chromium --version` exited with {result.returncode} ({details})"
+    return None
