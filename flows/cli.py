@@ -17,6 +17,7 @@ from allocflow.flows.commands import (
     broker_cmd,
     dashboard_cmd,
     demo,
+    land_cmd,
     policy_cmd,
     run_cmd,
     schema,
@@ -44,6 +45,7 @@ _REGISTRARS: tuple[_Registrar, ...] = (
     run_cmd.register,
     demo.register,
     dashboard_cmd.register,
+    land_cmd.register,
 )
 
 

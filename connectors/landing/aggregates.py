@@ -6,7 +6,7 @@ an hour bucket and dimensions. Each row of the entity contributes its measures t
 one group (or, for a histogram, to one bucket of one group).
 
 When a batch changes some entity rows, the lander captures those rows before and
-after the change and adds ``contribution(after) − contribution(before)`` to the
+after the change and adds ``contribution(after) - contribution(before)`` to the
 aggregate table, in the batch's transaction. The aggregate therefore always
 equals :func:`recompute_sql` over the whole entity table; a test proves it after
 incremental runs, and ``docs/kpis.md`` states each formula.
@@ -19,7 +19,8 @@ import duckdb
 MACROS = (
     "CREATE OR REPLACE MACRO log_bucket(x) AS "
     "CASE WHEN x < 1 THEN -1 ELSE CAST(floor(16 * log2(x)) AS INTEGER) END",
-    "CREATE OR REPLACE MACRO bucket_upper(b) AS CASE WHEN b < 0 THEN 1.0 ELSE pow(2, (b + 1) / 16.0) END",
+    "CREATE OR REPLACE MACRO bucket_upper(b) AS "
+    "CASE WHEN b < 0 THEN 1.0 ELSE pow(2, (b + 1) / 16.0) END",
     "CREATE OR REPLACE MACRO seconds_between(a, b) AS date_diff('millisecond', a, b) / 1000.0",
 )
 """Histogram buckets: 16 per doubling (each ≤ 4.5 % wide) and one for values under 1; a
@@ -57,7 +58,7 @@ class Aggregate:
         )
 
     def contribution_sql(self, rows: str) -> str:
-        """Grouped contributions of ``rows`` (which carry a ``_sign`` of +1 or −1)."""
+        """Grouped contributions of ``rows`` (which carry a ``_sign`` of +1 or -1)."""
         keys = ", ".join(f"{expr} AS {name}" for name, expr in self.keys.items())
         measures = ", ".join(
             f"sum(_sign * ({expr})) AS {name}" for name, expr in self.measures.items()
@@ -68,8 +69,11 @@ class Aggregate:
         )
 
     def apply_delta_sql(self, before: str, after: str) -> str:
-        """Add ``contribution(after) − contribution(before)`` to the aggregate."""
-        rows = f"(SELECT *, 1 AS _sign FROM {after} UNION ALL BY NAME SELECT *, -1 AS _sign FROM {before})"
+        """Add ``contribution(after) - contribution(before)`` to the aggregate."""
+        rows = (
+            f"(SELECT *, 1 AS _sign FROM {after} "
+            f"UNION ALL BY NAME SELECT *, -1 AS _sign FROM {before})"
+        )
         updates = ", ".join(
             f"{name} = {self.table}.{name} + excluded.{name}" for name in self.measures
         )
@@ -105,6 +109,8 @@ _ORDER_DIMS = {
     "customer_tier": "e.customer_tier",
 }
 
+_UNLESS_CANCELLED = "CASE WHEN e.outcome <> 'cancelled' THEN {} ELSE 0 END"
+
 LINE_FILL = Aggregate(
     table="agg_line_fill",
     entity="order_lines",
@@ -116,8 +122,8 @@ LINE_FILL = Aggregate(
         "units_first_allocated": "e.first_allocated_qty",
         "lines_active": "CAST(e.outcome <> 'cancelled' AS INTEGER)",
         "lines_current_full": "CAST(e.outcome = 'allocated' AS INTEGER)",
-        "units_current_requested": "CASE WHEN e.outcome <> 'cancelled' THEN e.requested_qty ELSE 0 END",
-        "units_current_allocated": "CASE WHEN e.outcome <> 'cancelled' THEN e.allocated_qty ELSE 0 END",
+        "units_current_requested": _UNLESS_CANCELLED.format("e.requested_qty"),
+        "units_current_allocated": _UNLESS_CANCELLED.format("e.allocated_qty"),
     },
     where="e.placed_at IS NOT NULL AND e.decisions > 0",
 )
@@ -184,7 +190,9 @@ ON_TIME = Aggregate(
     measures={
         "shipments": "1",
         "dispatched": "CAST(e.dispatched_at IS NOT NULL AS INTEGER)",
-        "dispatched_on_time": "CAST(coalesce(e.dispatched_at <= e.dispatch_cutoff, FALSE) AS INTEGER)",
+        "dispatched_on_time": (
+            "CAST(coalesce(e.dispatched_at <= e.dispatch_cutoff, FALSE) AS INTEGER)"
+        ),
         "delivered": f"CAST({_DELIVERED_AT} IS NOT NULL AS INTEGER)",
         "delivered_on_time": f"CAST(coalesce({_DELIVERED_ON_TIME}, FALSE) AS INTEGER)",
         "delivered_otif": (

@@ -101,7 +101,9 @@ SELECT period, period_start, {", ".join(_ORDER_DIMS)}, orders_decided, orders_to
        orders_with_exception, {_rate("orders_touchless", "orders_decided")} AS touchless_rate
 FROM ({
     _by_period(
-        "agg_order_fill", _ORDER_DIMS, ("orders_decided", "orders_touchless", "orders_with_exception")
+        "agg_order_fill",
+        _ORDER_DIMS,
+        ("orders_decided", "orders_touchless", "orders_with_exception"),
     )
 })
 """
@@ -210,7 +212,40 @@ KPI_VIEWS: dict[str, str] = {
 }
 
 
-def create_views(con: duckdb.DuckDBPyConnection) -> None:
-    """Create (or replace) every KPI view."""
+SUMMARY_VIEWS: dict[str, str] = {
+    "dead_letter_counts": """
+CREATE OR REPLACE VIEW dead_letter_counts AS
+SELECT source_topic, reason_code, count(*) AS dead_letters,
+       max(coalesce(dead_lettered_at, source_timestamp)) AS last_seen
+FROM dead_letters GROUP BY ALL
+""",
+    "dq_result_counts": """
+CREATE OR REPLACE VIEW dq_result_counts AS
+SELECT origin, check_name, feed, severity, count(*) AS results,
+       count(*) FILTER (WHERE NOT success) AS failures, max(detected_at) AS last_detected
+FROM dq_results GROUP BY ALL
+""",
+    "fact_counts": """
+CREATE OR REPLACE VIEW fact_counts AS
+SELECT 'orders' AS fact, count(*) AS landed FROM orders
+UNION ALL SELECT 'order_lines', count(*) FROM order_lines
+UNION ALL SELECT 'allocation_decisions', count(*) FROM allocation_decisions
+UNION ALL SELECT 'exceptions', count(*) FROM exceptions
+UNION ALL SELECT 'shipments', count(*) FROM shipments
+UNION ALL SELECT 'carrier_events', count(*) FROM carrier_events
+UNION ALL SELECT 'input_events', count(*) FROM input_events
+UNION ALL SELECT 'dead_letters', count(*) FROM dead_letters
+UNION ALL SELECT 'dq_results', count(*) FROM dq_results
+UNION ALL SELECT 'route_alerts', count(*) FROM route_alerts
+""",
+}
+"""Whole-table summaries over the facts; a snapshot holds them as tables."""
+
+
+def create_views(con: duckdb.DuckDBPyConnection, *, summaries: bool = True) -> None:
+    """Create (or replace) every KPI view, and the summary views unless told not to."""
     for ddl in KPI_VIEWS.values():
         con.execute(ddl)
+    if summaries:
+        for ddl in SUMMARY_VIEWS.values():
+            con.execute(ddl)

@@ -17,8 +17,8 @@ from typing import Any
 from allocflow.models.allocation_exceptions import AllocationException
 from allocflow.models.carrier import CarrierEvent
 from allocflow.models.codec import ContractError, decode_event
-from allocflow.models.decisions import AllocationDecision
 from allocflow.models.dead_letter import DeadLetterRecord
+from allocflow.models.decisions import AllocationDecision
 from allocflow.models.dq_alerts import DqAlert
 from allocflow.models.envelope import EventEnvelope
 from allocflow.models.inventory import InboundExpected, StockAdjusted, StockSnapshot
@@ -143,28 +143,43 @@ def _stage_input(record: LandingRecord, event: EventEnvelope, frames: dict[str, 
 
 def _detail(event: EventEnvelope) -> str:
     """One line for an order timeline."""
-    if isinstance(event, OrderPlaced):
-        units = sum(line.qty for line in event.lines)
-        return f"{len(event.lines)} lines, {units} units, {event.channel.value}, {event.region}"
-    if isinstance(event, OrderChanged):
-        changes = ", ".join(f"{change.line_id}→{change.qty}" for change in event.changes)
-        return changes or "promised date changed"
-    if isinstance(event, OrderCancelled):
-        return event.reason or "cancelled"
-    if isinstance(event, ShipmentCreated):
-        units = sum(line.qty for line in event.lines)
-        return f"{event.shipment_id}: {units} units from {event.node_id} by {event.carrier_id}"
-    if isinstance(event, ShipmentShortShipped):
-        short = sum(line.qty_short for line in event.lines)
-        return f"{event.shipment_id}: {short} units short"
-    if isinstance(event, CarrierEvent):
-        return f"{event.shipment_id}: {event.carrier_id} {event.location or ''}".strip()
-    if isinstance(event, StockSnapshot | StockAdjusted):
-        return f"{event.sku} at {event.node_id}"
-    if isinstance(event, InboundExpected):
-        return f"{event.qty} × {event.sku} to {event.node_id}"
+    for kind, describe in _DETAILS:
+        if isinstance(event, kind):
+            return describe(event)
     shipment_id = getattr(event, "shipment_id", None)
     return str(shipment_id) if shipment_id else ""
+
+
+def _placed_detail(event: OrderPlaced) -> str:
+    units = sum(line.qty for line in event.lines)
+    return f"{len(event.lines)} lines, {units} units, {event.channel.value}, {event.region}"
+
+
+def _changed_detail(event: OrderChanged) -> str:
+    changes = ", ".join(f"{change.line_id} to {change.qty}" for change in event.changes)
+    return changes or "promised date changed"
+
+
+def _created_detail(event: ShipmentCreated) -> str:
+    units = sum(line.qty for line in event.lines)
+    return f"{event.shipment_id}: {units} units from {event.node_id} by {event.carrier_id}"
+
+
+def _short_detail(event: ShipmentShortShipped) -> str:
+    return f"{event.shipment_id}: {sum(line.qty_short for line in event.lines)} units short"
+
+
+_DETAILS: tuple[tuple[type[Any], Callable[[Any], str]], ...] = (
+    (OrderPlaced, _placed_detail),
+    (OrderChanged, _changed_detail),
+    (OrderCancelled, lambda e: e.reason or "cancelled"),
+    (ShipmentCreated, _created_detail),
+    (ShipmentShortShipped, _short_detail),
+    (CarrierEvent, lambda e: f"{e.shipment_id}: {e.carrier_id} {e.location or ''}".strip()),
+    (StockSnapshot, lambda e: f"{e.sku} at {e.node_id}"),
+    (StockAdjusted, lambda e: f"{e.sku} at {e.node_id}"),
+    (InboundExpected, lambda e: f"{e.qty} units of {e.sku} to {e.node_id}"),
+)
 
 
 def _stage_placed(event: OrderPlaced, frames: dict[str, list[Row]]) -> None:
@@ -265,8 +280,7 @@ def _stage_shipment_created(event: ShipmentCreated, frames: dict[str, list[Row]]
 
 def _stage_shipment_picked(event: ShipmentPicked, frames: dict[str, list[Row]]) -> None:
     frames["shipments"].append(
-        _shipment_row(
-            event, event.order_id, picked_at=utc(event.event_time))
+        _shipment_row(event, event.order_id, picked_at=utc(event.event_time))
     )
 
 
@@ -283,15 +297,13 @@ def _stage_shipment_dispatched(event: ShipmentDispatched, frames: dict[str, list
 
 def _stage_shipment_delivered(event: ShipmentDelivered, frames: dict[str, list[Row]]) -> None:
     frames["shipments"].append(
-        _shipment_row(
-            event, event.order_id, delivered_at=utc(event.event_time))
+        _shipment_row(event, event.order_id, delivered_at=utc(event.event_time))
     )
 
 
 def _stage_short_shipped(event: ShipmentShortShipped, frames: dict[str, list[Row]]) -> None:
     short = sum(line.qty_short for line in event.lines)
-    frames["shipments"].append(_shipment_row(
-            event, event.order_id, short_units=short))
+    frames["shipments"].append(_shipment_row(event, event.order_id, short_units=short))
 
 
 def _stage_carrier(event: CarrierEvent, frames: dict[str, list[Row]]) -> None:
@@ -334,7 +346,7 @@ _INPUT_STAGERS: dict[type[Any], Callable[[Any, dict[str, list[Row]]], None]] = {
     ShipmentShortShipped: _stage_short_shipped,
 }
 _INPUT_STAGERS.update(
-    {cls: _stage_carrier for cls in CarrierEvent.__subclasses__()},
+    dict.fromkeys(CarrierEvent.__subclasses__(), _stage_carrier),
 )
 
 
@@ -373,9 +385,7 @@ def _candidate(candidate: Row) -> Row:
     return candidate
 
 
-def _stage_status(
-    record: LandingRecord, status: OrderStatus, frames: dict[str, list[Row]]
-) -> None:
+def _stage_status(record: LandingRecord, status: OrderStatus, frames: dict[str, list[Row]]) -> None:
     frames["statuses"].append(
         {
             "order_id": status.order_id,
@@ -415,7 +425,9 @@ def _stage_exception(
     )
 
 
-def _stage_route_alert(record: LandingRecord, alert: RouteAlert, frames: dict[str, list[Row]]) -> None:
+def _stage_route_alert(
+    record: LandingRecord, alert: RouteAlert, frames: dict[str, list[Row]]
+) -> None:
     del record
     frames["route_alerts"].append(
         {

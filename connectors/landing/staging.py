@@ -204,7 +204,9 @@ _UNIQUE_KEYS = {
 
 def typed_frames(frames: Mapping[str, list[Row]]) -> dict[str, pl.DataFrame]:
     """Every staging frame, typed (empty frames included), deduplicated by id."""
-    typed = {name: pl.DataFrame(frames.get(name, []), schema=schema) for name, schema in SCHEMAS.items()}
+    typed = {
+        name: pl.DataFrame(frames.get(name, []), schema=schema) for name, schema in SCHEMAS.items()
+    }
     for name, key in _UNIQUE_KEYS.items():
         typed[name] = typed[name].unique(subset=key, keep="first", maintain_order=True)
     return typed

@@ -1,0 +1,158 @@
+"""The read-only snapshot dashboards read while the writer holds the DuckDB file.
+
+DuckDB lets one process write a file and no other process open it meanwhile, so
+the writer publishes a second, small file every second or two: it builds it under
+a temporary name and renames it over the previous one. A reader that opened the
+old file keeps reading it; the next open sees the new one; nobody ever sees a
+half-written batch, and the dashboards keep working while the pipeline restarts.
+
+The snapshot holds every KPI aggregate (so the KPI views answer exactly as on the
+main file), the summaries as tables, all open exceptions and those closed in the
+last week, the most recent orders, and — for the orders in it — lines, decisions,
+shipments and events, so the exceptions queue can show each order's timeline.
+"""
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from allocflow.connectors.landing.aggregates import AGGREGATES, MACROS
+from allocflow.connectors.landing.kpi_views import SUMMARY_VIEWS, create_views
+from allocflow.connectors.landing.schema import FACT_TABLES
+
+RECENT_ORDERS = 5000
+"""Most recent orders (by placement time) copied besides those with exceptions."""
+NEWEST_RECORDS = 1000
+"""Newest dead letters, data-quality results and route alerts copied."""
+CLOSED_EXCEPTIONS_DAYS = 7
+"""Closed exceptions stay in the snapshot this long (event time) after closing."""
+
+
+def snapshot_path(database: Path) -> Path:
+    """Where the snapshot of a database file is published: ``<file>.snapshot``.
+
+    Example:
+        >>> snapshot_path(Path("demo-data/allocflow.duckdb")).as_posix()
+        'demo-data/allocflow.duckdb.snapshot'
+    """
+    return database.with_name(database.name + ".snapshot")
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One published snapshot.
+
+    Attributes:
+        path: The snapshot file.
+        published_at: When it was renamed into place (UTC).
+        seconds: Time to build and publish it.
+        bytes: Its size.
+    """
+
+    path: Path
+    published_at: datetime
+    seconds: float
+    bytes: int
+
+
+_SELECTIONS: dict[str, str] = {
+    "landing_status": "SELECT * FROM landing_status",
+    "exceptions": f"""
+        SELECT e.* FROM exceptions AS e, (SELECT watermark FROM landing_status) AS w
+        WHERE e.closed_at IS NULL
+           OR e.closed_at >= w.watermark - INTERVAL {CLOSED_EXCEPTIONS_DAYS} DAY""",
+    "orders": "SELECT o.* FROM orders AS o SEMI JOIN snap_order_ids USING (order_id)",
+    "order_lines": "SELECT l.* FROM order_lines AS l SEMI JOIN snap_order_ids USING (order_id)",
+    "allocation_decisions": """SELECT d.* FROM allocation_decisions AS d
+        SEMI JOIN snap_order_ids USING (order_id)""",
+    "shipments": "SELECT s.* FROM shipments AS s SEMI JOIN snap_order_ids USING (order_id)",
+    "input_events": """SELECT i.* FROM input_events AS i
+        WHERE i.order_id IN (SELECT order_id FROM snap_order_ids)
+           OR i.shipment_id IN (SELECT shipment_id FROM snap.shipments)""",
+    "carrier_events": """SELECT c.* FROM carrier_events AS c
+        SEMI JOIN snap.shipments USING (shipment_id)""",
+    "dead_letters": f"""SELECT * FROM dead_letters
+        ORDER BY coalesce(dead_lettered_at, source_timestamp) DESC NULLS LAST, dead_letter_id
+        LIMIT {NEWEST_RECORDS}""",
+    "dq_results": f"""SELECT * FROM dq_results ORDER BY detected_at DESC, result_id
+        LIMIT {NEWEST_RECORDS}""",
+    "route_alerts": f"""SELECT * FROM route_alerts ORDER BY detected_at DESC, alert_id
+        LIMIT {NEWEST_RECORDS}""",
+}
+"""What each fact table of the snapshot holds, in build order."""
+
+_ORDER_IDS = f"""
+CREATE OR REPLACE TEMP TABLE snap_order_ids AS
+SELECT order_id FROM snap.exceptions
+UNION
+SELECT order_id FROM (SELECT order_id FROM orders WHERE placed_at IS NOT NULL
+                      ORDER BY placed_at DESC LIMIT {RECENT_ORDERS})
+"""
+
+
+def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path) -> Publication:
+    """Build the snapshot of the writer's database and rename it over ``target``.
+
+    Args:
+        con: The writer's connection.
+        target: The snapshot path (see :func:`snapshot_path`).
+
+    Returns:
+        What was published.
+    """
+    started = time.perf_counter()
+    building = target.with_name(target.name + f".building-{os.getpid()}")
+    building.unlink(missing_ok=True)
+    con.execute(f"ATTACH '{building}' AS snap")
+    try:
+        _copy_tables(con)
+    finally:
+        con.execute("DETACH snap")
+    published_at = _finish(building)
+    os.replace(building, target)
+    return Publication(
+        path=target,
+        published_at=published_at,
+        seconds=time.perf_counter() - started,
+        bytes=target.stat().st_size,
+    )
+
+
+def _copy_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for table in _SELECTIONS:
+        con.execute(f"CREATE TABLE snap.{table} AS SELECT * FROM {table} LIMIT 0")
+    con.execute("INSERT INTO snap.landing_status " + _SELECTIONS["landing_status"])
+    con.execute("INSERT INTO snap.exceptions " + _SELECTIONS["exceptions"])
+    con.execute(_ORDER_IDS)
+    for table in ("orders", "order_lines", "allocation_decisions", "shipments"):
+        con.execute(f"INSERT INTO snap.{table} {_SELECTIONS[table]}")
+    for table in ("input_events", "carrier_events", "dead_letters", "dq_results", "route_alerts"):
+        con.execute(f"INSERT INTO snap.{table} {_SELECTIONS[table]}")
+    for aggregate in AGGREGATES:
+        con.execute(f"CREATE TABLE snap.{aggregate.table} AS SELECT * FROM {aggregate.table}")
+    for view in SUMMARY_VIEWS:
+        con.execute(f"CREATE TABLE snap.{view} AS SELECT * FROM {view}")
+
+
+def _finish(building: Path) -> datetime:
+    """Add the macros, the KPI views and the publication time to the built file."""
+    published_at = datetime.now(UTC).replace(tzinfo=None)
+    snap = duckdb.connect(str(building))
+    try:
+        for macro in MACROS:
+            snap.execute(macro)
+        create_views(snap, summaries=False)
+        snap.execute("CREATE TABLE snapshot_info (published_at TIMESTAMP NOT NULL)")
+        snap.execute("INSERT INTO snapshot_info VALUES (?)", [published_at])
+    finally:
+        snap.close()
+    return published_at
+
+
+def missing_tables() -> list[str]:
+    """Fact tables a snapshot leaves out (they serve only the writer)."""
+    return [t for t in FACT_TABLES if t not in _SELECTIONS]

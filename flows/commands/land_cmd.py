@@ -1,0 +1,135 @@
+"""``allocflow land``: land the pipeline's topics (or files) into one DuckDB file."""
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+
+from allocflow.connectors.landing.schema import SchemaMismatchError
+from allocflow.connectors.landing.service import Lander, LandingTotals
+from allocflow.connectors.landing.snapshot import snapshot_path
+from allocflow.connectors.landing.sources import KafkaLandingSource, file_batches
+from allocflow.connectors.landing.writer import DuckDBWriter
+from allocflow.flows.commands.broker_cmd import stop_signals
+from allocflow.flows.settings import Settings
+from allocflow.models.topics import InputTopic, OutputTopic
+
+_LOG = logging.getLogger(__name__)
+
+LANDED_TOPICS = (*InputTopic, *OutputTopic)
+"""Every topic of the pipeline is landed: inputs for facts and timelines, outputs for
+decisions, exceptions, alerts and dead letters."""
+
+
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add the ``land`` sub-command."""
+    parser = subparsers.add_parser(
+        "land",
+        help="land the pipeline's topics or files into DuckDB and publish the dashboard snapshot",
+        description="Land every topic (or the JSON Lines files of a file run) into one DuckDB "
+        "file: facts, KPI aggregates and views. Kafka: follows the topics until Ctrl-C, "
+        "resuming where the file says landing stopped. Files: lands them and exits.",
+    )
+    parser.add_argument("--db", type=Path, required=True, help="the DuckDB file (created if new)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bootstrap", help="Kafka HOST:PORT")
+    source.add_argument("--input", type=Path, help="directory of the input <topic>.jsonl files")
+    parser.add_argument("--out", type=Path, help="with --input: directory of the output files")
+    parser.add_argument("--batch-size", type=int, default=5000, help="messages per transaction")
+    parser.add_argument(
+        "--publish-every", type=float, default=1.5, help="seconds between snapshots"
+    )
+    parser.add_argument(
+        "--until-idle",
+        type=float,
+        help="Kafka: stop after this many seconds without a new message",
+    )
+    parser.add_argument("--no-snapshot", action="store_true", help="do not publish a snapshot")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Open the file and land; exit 2 on bad options or a file held by another process."""
+    problem = _check(args)
+    if problem:
+        print(f"allocflow land: {problem}", file=sys.stderr)
+        return 2
+    try:
+        writer = DuckDBWriter(args.db)
+    except (SchemaMismatchError, duckdb.IOException) as error:
+        print(f"allocflow land: cannot open {args.db}: {error}", file=sys.stderr)
+        return 2
+    snapshot = None if args.no_snapshot else snapshot_path(args.db)
+    with writer:
+        lander = Lander(writer, snapshot, args.publish_every)
+        started = time.perf_counter()
+        if args.input is not None:
+            totals = land_files(lander, args.input, args.out, args.batch_size)
+        else:
+            totals = _follow(lander, args, settings)
+    _report(totals, time.perf_counter() - started)
+    return 0
+
+
+def land_files(
+    lander: Lander, input_dir: Path, output_dir: Path | None, batch_size: int
+) -> LandingTotals:
+    """Land a file run's input files and, if given, its output files."""
+    files = {t.value: input_dir / f"{t.value}.jsonl" for t in InputTopic}
+    if output_dir is not None:
+        files.update({t.value: output_dir / f"{t.value}.jsonl" for t in OutputTopic})
+    return lander.land_batches(file_batches(files, lander.writer.next_offset, batch_size))
+
+
+def _follow(lander: Lander, args: argparse.Namespace, settings: Settings) -> LandingTotals:
+    connection = settings.kafka_connection(args.bootstrap)
+    topics = {t.value: settings.topic_name(t) for t in LANDED_TOPICS}
+    source = KafkaLandingSource(connection, topics, lander.writer.next_offset)
+    print(f"Landing {len(topics)} topics from {connection.bootstrap_servers} into {args.db}")
+    try:
+        with stop_signals() as stop:
+            if args.until_idle is not None:
+                _stop_when_idle(lander, stop, args.until_idle)
+            return lander.follow(source, stop, batch_size=args.batch_size)
+    finally:
+        source.close()
+
+
+def _stop_when_idle(lander: Lander, stop: threading.Event, idle_s: float) -> None:
+    """Set ``stop`` once no message arrived for ``idle_s`` seconds."""
+
+    def watch() -> None:
+        seen, quiet_since = -1, time.monotonic()
+        while not stop.wait(0.5):
+            if lander.totals.records != seen:
+                seen, quiet_since = lander.totals.records, time.monotonic()
+            elif time.monotonic() - quiet_since >= idle_s:
+                stop.set()
+
+    threading.Thread(target=watch, name="land-idle-watch", daemon=True).start()
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    if args.batch_size < 1:
+        return f"--batch-size must be at least 1 (got {args.batch_size})"
+    if args.publish_every <= 0:
+        return f"--publish-every must be positive (got {args.publish_every})"
+    if args.out is not None and args.input is None:
+        return "--out goes with --input (the output files of a file run)"
+    if args.input is not None and not args.input.is_dir():
+        return f"--input {args.input} is not a directory"
+    if args.until_idle is not None and args.until_idle <= 0:
+        return f"--until-idle must be positive (got {args.until_idle})"
+    return None
+
+
+def _report(totals: LandingTotals, seconds: float) -> None:
+    print(
+        f"Landed {totals.records:,} messages in {totals.batches:,} batches "
+        f"({totals.records_per_second:,.0f} msg/s of landing time, {seconds:.1f} s in all); "
+        f"{totals.publications} snapshot(s) published"
+    )
