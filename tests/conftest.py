@@ -3,6 +3,7 @@
 import os
 import re
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,26 @@ def _chromium_problem() -> str | None:
         details = result.stderr.strip() or "no output"
         return f"`chromium --version` exited with {result.returncode} ({details})"
     return None
+
+
+@pytest.fixture(scope="session")
+def landed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small simulated run (demand spike, faults on) allocated and landed from files.
+
+    The directory holds ``in/`` (simulator output), ``out/`` (allocation flow output)
+    and ``allocflow.duckdb`` (landed in batches of 700 messages, so KPIs are built
+    incrementally across many transactions) with its published snapshot.
+    """
+    root = tmp_path_factory.mktemp("landed")
+    allocflow = [sys.executable, "-m", "allocflow.flows.cli"]
+    steps = (
+        ["simulate", "--seed", "11", "--orders", "400", "--scenario", "demand-spike",
+         "--faults", "all", "--fault-rate", "0.01", "--stock-cover-days", "0.5",
+         "--out", str(root / "in")],
+        ["run", "--input", str(root / "in"), "--out", str(root / "out")],
+        ["land", "--db", str(root / "allocflow.duckdb"), "--input", str(root / "in"),
+         "--out", str(root / "out"), "--batch-size", "700"],
+    )  # fmt: skip
+    for step in steps:
+        subprocess.run([*allocflow, *step], check=True, capture_output=True, timeout=240)
+    return root
