@@ -24,6 +24,7 @@ FACT_TABLES: dict[str, str] = {
         records BIGINT NOT NULL,
         skipped BIGINT NOT NULL,
         watermark TIMESTAMP,
+        newest_message_at TIMESTAMP,
         landed_at TIMESTAMP NOT NULL""",
     "input_events": """
         event_id VARCHAR PRIMARY KEY,

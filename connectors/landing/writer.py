@@ -31,7 +31,7 @@ import polars as pl
 from allocflow.connectors.landing import merges, staging
 from allocflow.connectors.landing.aggregates import aggregates_of, create_aggregates
 from allocflow.connectors.landing.kpi_views import create_views
-from allocflow.connectors.landing.records import LandingRecord, rows_of
+from allocflow.connectors.landing.records import LandingRecord, rows_of, utc
 from allocflow.connectors.landing.schema import (
     SCHEMA_VERSION,
     check_schema_version,
@@ -129,7 +129,7 @@ class DuckDBWriter:
         try:
             new_events, new_decisions = self._land_frames(frames)
             offsets = self._advance_offsets(fresh)
-            self._record_status(len(fresh), staged.skipped, frames["input_events"])
+            self._record_status(fresh, staged.skipped, frames["input_events"])
             self._con.execute("COMMIT")
         except BaseException:
             self._con.execute("ROLLBACK")
@@ -337,16 +337,22 @@ class DuckDBWriter:
             )
         return offsets
 
-    def _record_status(self, records: int, skipped: int, events: pl.DataFrame) -> None:
+    def _record_status(
+        self, records: Sequence[LandingRecord], skipped: int, events: pl.DataFrame
+    ) -> None:
         watermark = events["event_time"].max() if events.height else None
+        stamps = [r.timestamp for r in records if r.timestamp is not None]
+        newest_message = utc(max(stamps)) if stamps else None
         self._con.execute(
-            "INSERT INTO landing_status VALUES (1, ?, 1, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+            "INSERT INTO landing_status VALUES (1, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
             "batches = landing_status.batches + 1, "
             "records = landing_status.records + excluded.records, "
             "skipped = landing_status.skipped + excluded.skipped, "
             "watermark = greatest(landing_status.watermark, excluded.watermark), "
+            "newest_message_at = greatest(landing_status.newest_message_at, "
+            "excluded.newest_message_at), "
             "landed_at = excluded.landed_at",
-            [SCHEMA_VERSION, records, skipped, watermark, _now()],
+            [SCHEMA_VERSION, len(records), skipped, watermark, newest_message, _now()],
         )
 
     def _remember_ingest_times(self, events: pl.DataFrame) -> None:
