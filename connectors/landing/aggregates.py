@@ -51,7 +51,7 @@ class Aggregate:
     def ddl(self) -> str:
         """The ``CREATE TABLE`` of the aggregate."""
         keys = ", ".join(f"{name} {_key_type(name)} NOT NULL" for name in self.keys)
-        measures = ", ".join(f"{name} {_measure_type(name)} NOT NULL" for name in self.measures)
+        measures = ", ".join(f"{name} {measure_type(name)} NOT NULL" for name in self.measures)
         return (
             f"CREATE TABLE IF NOT EXISTS {self.table} ({keys}, {measures}, "
             f"PRIMARY KEY ({', '.join(self.keys)}))"
@@ -98,7 +98,8 @@ def _key_type(name: str) -> str:
     return {"hour": "TIMESTAMP", "bucket": "INTEGER"}.get(name, "VARCHAR")
 
 
-def _measure_type(name: str) -> str:
+def measure_type(name: str) -> str:
+    """SQL type of a measure column: seconds are DOUBLE, counts BIGINT."""
     return "DOUBLE" if name.endswith("_seconds") else "BIGINT"
 
 

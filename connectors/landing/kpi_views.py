@@ -9,6 +9,8 @@ Percentiles come from 16-per-doubling histograms. ``docs/kpis.md`` has the formu
 
 import duckdb
 
+from allocflow.connectors.landing.aggregates import measure_type
+
 _ORDER_DIMS = ("region", "channel", "customer_tier")
 _SHIPMENT_DIMS = ("node_id", "carrier_id", "lane")
 
@@ -20,7 +22,7 @@ def _by_period(table: str, dims: tuple[str, ...], measures: tuple[str, ...]) -> 
     """Hourly rows of an aggregate plus the same rows summed per day."""
     keys = ", ".join(dims)
     hourly = ", ".join(measures)
-    daily = ", ".join(f"sum({m}) AS {m}" for m in measures)
+    daily = ", ".join(f"CAST(sum({m}) AS {measure_type(m)}) AS {m}" for m in measures)
     return (
         f"SELECT 'hour' AS period, hour AS period_start, {keys}, {hourly} FROM {table} "
         f"UNION ALL SELECT 'day' AS period, date_trunc('day', hour) AS period_start, {keys}, "

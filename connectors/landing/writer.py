@@ -51,6 +51,8 @@ ENTITIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "allocation_decisions": ("affected_decisions", ("decision_id",)),
 }
 """Entity tables that feed aggregates, with the frame of touched keys for each."""
+_MERGED_ENTITIES = tuple(e for e in ENTITIES if e != "allocation_decisions")
+"""Entities merged from staging frames (decisions are inserted before the merges)."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,8 @@ class DuckDBWriter:
                 ).unique(),
             }
         )
-        self._capture("before", ("allocation_decisions",))
+        touched = {"allocation_decisions": frames["decisions"].height + late_latency.height > 0}
+        self._capture("before", ("allocation_decisions",), touched)
         decisions = self._new_decisions(frames["decisions"])
         stage = {
             "b_placed": staging.placed_orders(fresh["placed"]).drop("event_id"),
@@ -182,12 +185,13 @@ class DuckDBWriter:
             "b_latency": late_latency,
         }
         self._register(stage)
-        self._register(self._affected(stage))
-        entities = tuple(e for e in ENTITIES if e != "allocation_decisions")
-        self._capture("before", entities)
-        self._merge(stage)
-        self._capture("after", tuple(ENTITIES))
-        self._apply_aggregate_deltas()
+        affected = self._affected(stage)
+        self._register(affected)
+        touched.update({e: affected[ENTITIES[e][0]].height > 0 for e in _MERGED_ENTITIES})
+        self._capture("before", _MERGED_ENTITIES, touched)
+        self._merge(stage, summarise=touched["orders"])
+        self._capture("after", ENTITIES, touched)
+        self._apply_aggregate_deltas(touched)
         return events.height, decisions.height
 
     def _insert_new(self, table: str, frame: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -287,15 +291,17 @@ class DuckDBWriter:
         for name, frame in frames.items():
             self._con.register(name, frame)
 
-    def _capture(self, when: str, entities: Iterable[str]) -> None:
+    def _capture(self, when: str, entities: Iterable[str], touched: dict[str, bool]) -> None:
         for entity in entities:
+            if not touched[entity]:
+                continue
             affected, keys = ENTITIES[entity]
             self._con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {when}_{entity} AS SELECT t.* FROM {entity} AS t "
                 f"SEMI JOIN {affected} USING ({', '.join(keys)})"
             )
 
-    def _merge(self, stage: dict[str, pl.DataFrame]) -> None:
+    def _merge(self, stage: dict[str, pl.DataFrame], *, summarise: bool) -> None:
         statements = (
             ("b_placed", merges.PLACED_ORDERS),
             ("b_placed_lines", merges.PLACED_LINES),
@@ -310,11 +316,14 @@ class DuckDBWriter:
         for frame, statement in statements:
             if not stage[frame].is_empty():
                 self._con.execute(statement)
-        for statement in merges.ORDER_SUMMARIES:
-            self._con.execute(statement)
+        if summarise:
+            for statement in merges.ORDER_SUMMARIES:
+                self._con.execute(statement)
 
-    def _apply_aggregate_deltas(self) -> None:
+    def _apply_aggregate_deltas(self, touched: dict[str, bool]) -> None:
         for entity in ENTITIES:
+            if not touched[entity]:
+                continue
             for aggregate in aggregates_of(entity):
                 self._con.execute(aggregate.apply_delta_sql(f"before_{entity}", f"after_{entity}"))
                 self._con.execute(aggregate.prune_sql())
