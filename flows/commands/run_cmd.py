@@ -6,7 +6,14 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
+
+from allocflow.connectors.landing.schema import SchemaMismatchError
+from allocflow.connectors.landing.service import Lander
+from allocflow.connectors.landing.snapshot import snapshot_path
+from allocflow.connectors.landing.writer import DuckDBWriter
 from allocflow.connectors.policy_file import PolicyError, default_policy, load_policy
+from allocflow.connectors.processes import ChildProcess
 from allocflow.flows.allocation import (
     ALLOCATION_INPUTS,
     AllocationFlowConfig,
@@ -14,6 +21,7 @@ from allocflow.flows.allocation import (
     KafkaEndpoints,
     build_allocation_flow,
 )
+from allocflow.flows.commands.land_cmd import land_files
 from allocflow.flows.rules.reference import DEFAULT_SHARDS
 from allocflow.flows.runtime import run_dataflow
 from allocflow.flows.settings import Settings
@@ -46,6 +54,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.add_argument(
         "--no-tail", action="store_true", help="Kafka: stop at the end of the input topics"
     )
+    parser.add_argument(
+        "--db",
+        type=Path,
+        help="land everything into this DuckDB file (facts, KPIs, dashboard snapshot): "
+        "files after the run; Kafka by an `allocflow land` process beside the flow",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -64,8 +78,60 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "policy %s, %d shards, %d worker(s)", policy.policy_version, config.shards, args.workers
     )
     started = time.perf_counter()
+    if args.db is not None and isinstance(config.endpoints, KafkaEndpoints):
+        with _kafka_lander(args, config.endpoints) as lander:
+            run_dataflow(build_allocation_flow(config), args.workers)
+            _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
+            return _finish_landing(lander, drain=args.no_tail)
     run_dataflow(build_allocation_flow(config), args.workers)
     _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
+    if args.db is not None and isinstance(config.endpoints, FileEndpoints):
+        return _land_files(args.db, config.endpoints)
+    return 0
+
+
+_LANDER_DRAIN_IDLE_S = 5.0
+_LANDER_DRAIN_TIMEOUT_S = 600.0
+
+
+def _kafka_lander(args: argparse.Namespace, endpoints: KafkaEndpoints) -> ChildProcess:
+    """``allocflow land`` beside the flow; with --no-tail it stops once the topics are quiet."""
+    command = [
+        sys.executable,
+        "-m",
+        "allocflow.flows.cli",
+        "land",
+        "--db",
+        str(args.db),
+        "--bootstrap",
+        endpoints.connection.bootstrap_servers,
+    ]
+    if args.no_tail:
+        command += ["--until-idle", str(_LANDER_DRAIN_IDLE_S)]
+    log_path = args.db.with_name(args.db.name + ".land.log")
+    _LOG.info("landing into %s (lander log: %s)", args.db, log_path)
+    return ChildProcess("lander", command, log_path)
+
+
+def _finish_landing(lander: ChildProcess, *, drain: bool) -> int:
+    code = lander.wait(_LANDER_DRAIN_TIMEOUT_S) if drain else lander.stop()
+    if code != 0:
+        print(f"allocflow run: the lander failed; see {lander.log_path}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _land_files(db: Path, endpoints: FileEndpoints) -> int:
+    try:
+        writer = DuckDBWriter(db)
+    except (SchemaMismatchError, duckdb.IOException) as error:
+        print(f"allocflow run: cannot land into {db}: {error}", file=sys.stderr)
+        return 1
+    with writer:
+        totals = land_files(
+            Lander(writer, snapshot_path(db)), endpoints.input_dir, endpoints.output_dir, 5000
+        )
+    _LOG.info("landed %d messages into %s", totals.records, db)
     return 0
 
 
