@@ -1,0 +1,143 @@
+"""Altair charts of the dashboard's frames; each function only shapes and draws."""
+
+import altair as alt
+import polars as pl
+
+from allocflow.connectors.landing.kpi_views import AGE_BUCKETS
+from allocflow.dashboards.queries import Grain
+
+_HEIGHT = 260
+_FILL_SERIES = {
+    "line_fill_rate_first_pass": "Line fill, first pass",
+    "line_fill_rate_current": "Line fill, current",
+    "order_fill_rate_first_pass": "Order fill, first pass",
+    "order_fill_rate_current": "Order fill, current",
+}
+_ON_TIME_SERIES = {
+    "on_time_dispatch_rate": "On-time dispatch",
+    "on_time_delivery_rate": "On-time delivery",
+    "otif_rate": "OTIF",
+}
+
+
+def _time_axis(grain: Grain) -> alt.X:
+    fmt = "%m-%d %H:%M" if grain == "hour" else "%Y-%m-%d"
+    return alt.X("period_start:T", title=None, axis=alt.Axis(format=fmt, labelAngle=0))
+
+
+def _long(frame: pl.DataFrame, index: list[str], series: dict[str, str], name: str) -> pl.DataFrame:
+    """Unpivot ``series`` columns into ``series`` labels and ``name`` values."""
+    return (
+        frame.unpivot(on=list(series), index=index, variable_name="series", value_name=name)
+        .with_columns(pl.col("series").replace_strict(series))
+        .drop_nulls(name)
+    )
+
+
+def fill_rate(trend: pl.DataFrame, grain: Grain) -> alt.Chart:
+    """Line and order fill rates over time, one line per rate."""
+    rates = _long(trend, ["period_start"], _FILL_SERIES, "rate")
+    chart: alt.Chart = (
+        alt.Chart(rates)
+        .mark_line(point=True)
+        .encode(
+            x=_time_axis(grain),
+            y=alt.Y(
+                "rate:Q", title="fill rate", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)
+            ),
+            color=alt.Color("series:N", title=None, sort=list(_FILL_SERIES.values())),
+            tooltip=["period_start:T", "series:N", alt.Tooltip("rate:Q", format=".1%")],
+        )
+        .properties(height=_HEIGHT, title="Fill rate")
+    )
+    return chart
+
+
+def cycle_time(trend: pl.DataFrame, grain: Grain) -> alt.Chart:
+    """p50 and p90 cycle time per stage over time, in hours."""
+    hours = _long(
+        trend, ["period_start", "stage"], {"p50_seconds": "p50", "p90_seconds": "p90"}, "seconds"
+    ).with_columns((pl.col("seconds") / 3600).alias("hours"))
+    chart: alt.Chart = (
+        alt.Chart(hours)
+        .mark_line(point=True)
+        .encode(
+            x=_time_axis(grain),
+            y=alt.Y("hours:Q", title="hours"),
+            color=alt.Color("stage:N", title=None),
+            strokeDash=alt.StrokeDash("series:N", title=None),
+            tooltip=["period_start:T", "stage:N", "series:N", alt.Tooltip("hours:Q", format=".2f")],
+        )
+        .properties(height=_HEIGHT, title="Cycle time p50 / p90 by stage")
+    )
+    return chart
+
+
+def split_rate(trend: pl.DataFrame, grain: Grain) -> alt.Chart:
+    """Split rate over time, with the orders behind each point in the tooltip."""
+    chart: alt.Chart = (
+        alt.Chart(trend.drop_nulls("split_rate"))
+        .mark_area(opacity=0.5, line=True, point=True)
+        .encode(
+            x=_time_axis(grain),
+            y=alt.Y("split_rate:Q", title="split rate", axis=alt.Axis(format="%")),
+            tooltip=[
+                "period_start:T",
+                alt.Tooltip("split_rate:Q", format=".1%"),
+                "orders_split:Q",
+                "orders_active:Q",
+            ],
+        )
+        .properties(height=_HEIGHT, title="Split rate")
+    )
+    return chart
+
+
+def exception_aging(aging: pl.DataFrame) -> alt.Chart:
+    """Open exceptions per age bucket, stacked by reason code."""
+    chart: alt.Chart = (
+        alt.Chart(aging)
+        .mark_bar()
+        .encode(
+            x=alt.X("age_bucket:N", title="age", sort=[label for label, _ in AGE_BUCKETS]),
+            y=alt.Y("open_exceptions:Q", title="open exceptions"),
+            color=alt.Color("reason_code:N", title="reason"),
+            tooltip=["reason_code:N", "age_bucket:N", "open_exceptions:Q", "oldest_hours:Q"],
+        )
+        .properties(height=_HEIGHT, title="Open exceptions by age")
+    )
+    return chart
+
+
+def on_time(rates: pl.DataFrame, by: str, title: str) -> alt.Chart:
+    """On-time dispatch, delivery and OTIF per ``by`` value, as a dot plot."""
+    long = _long(rates, [by, "shipments"], _ON_TIME_SERIES, "rate")
+    chart: alt.Chart = (
+        alt.Chart(long)
+        .mark_point(filled=True, size=90, opacity=0.85)
+        .encode(
+            y=alt.Y(f"{by}:N", title=None),
+            x=alt.X("rate:Q", title=None, axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)),
+            color=alt.Color("series:N", title=None, sort=list(_ON_TIME_SERIES.values())),
+            shape=alt.Shape("series:N", title=None, sort=list(_ON_TIME_SERIES.values())),
+            tooltip=[f"{by}:N", "series:N", alt.Tooltip("rate:Q", format=".1%"), "shipments:Q"],
+        )
+        .properties(title=title)
+    )
+    return chart
+
+
+def dead_letters(counts: pl.DataFrame) -> alt.Chart:
+    """Dead letters per source topic, stacked by reason code."""
+    chart: alt.Chart = (
+        alt.Chart(counts)
+        .mark_bar()
+        .encode(
+            y=alt.Y("source_topic:N", title=None),
+            x=alt.X("dead_letters:Q", title="dead letters"),
+            color=alt.Color("reason_code:N", title="reason"),
+            tooltip=["source_topic:N", "reason_code:N", "dead_letters:Q"],
+        )
+        .properties(title="Dead letters by topic and reason")
+    )
+    return chart

@@ -1,0 +1,344 @@
+"""Where the dashboard's data comes from, and the cached load behind each page.
+
+The database is the landing's DuckDB file: ``--db PATH`` on the app's command line
+(after ``--`` in ``streamlit run dashboards/app.py -- --db PATH``), or else the
+``ALLOCFLOW_DASHBOARD_DB`` environment variable. While the lander runs it holds
+``PATH`` and publishes a read-only copy at ``PATH.snapshot`` every second or two;
+the dashboard opens that snapshot when it exists and ``PATH`` otherwise (a landed
+file with no writer). Either way it opens read-only, runs one page's queries and
+closes again, so it never holds a lock the writer needs and every number on a page
+comes from the same file. Loads are cached for :data:`CACHE_TTL_S` seconds across
+all sessions; a load that fails raises :class:`DataUnavailableError` and is not
+cached, so the next refresh retries.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import streamlit as st
+
+from allocflow.connectors.landing.snapshot import snapshot_path
+from allocflow.dashboards import queries
+from allocflow.dashboards.queries import Filters, Grain, QueueFilters, Selection
+
+DB_ENV = "ALLOCFLOW_DASHBOARD_DB"
+"""Environment variable naming the database when the app gets no ``--db``."""
+
+CACHE_TTL_S = 2
+"""Seconds a load is reused (by every session) before the file is read again."""
+
+
+class DataUnavailableError(RuntimeError):
+    """The database could not be opened or read; the message says why."""
+
+
+def dashboard_db(argv: Sequence[str] | None = None) -> Path | None:
+    """The database the dashboard shows: ``--db`` in ``argv``, else ``$ALLOCFLOW_DASHBOARD_DB``.
+
+    Args:
+        argv: The app's arguments; default ``sys.argv[1:]``.
+
+    Returns:
+        The path, or None when neither names one.
+
+    Example:
+        >>> dashboard_db(["--db", "demo-data/allocflow.duckdb"]).as_posix()
+        'demo-data/allocflow.duckdb'
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--db", type=Path)
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if known.db is not None:
+        return Path(known.db)
+    named = os.environ.get(DB_ENV)
+    return Path(named) if named else None
+
+
+def source_of(db: Path) -> Path:
+    """The file to read: the published snapshot of ``db`` if there is one, else ``db``."""
+    snapshot = snapshot_path(db)
+    return snapshot if snapshot.exists() else db
+
+
+@contextmanager
+def read_only(db: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
+    """Open the snapshot of ``db`` (or ``db``) read-only; close it on leaving.
+
+    Yields:
+        The connection and the file it reads.
+
+    Raises:
+        DataUnavailableError: Neither file exists, the file is locked by a writer (no
+            snapshot published), or a query failed.
+    """
+    source = source_of(db)
+    if not source.exists():
+        raise DataUnavailableError(
+            f"neither {db} nor its snapshot {snapshot_path(db)} exists yet "
+            "(has the landing started?)"
+        )
+    try:
+        con = duckdb.connect(str(source), read_only=True)
+    except duckdb.Error as error:
+        raise DataUnavailableError(f"cannot open {source}: {error}") from error
+    try:
+        yield con, source
+    except duckdb.Error as error:
+        raise DataUnavailableError(f"cannot read {source}: {error}") from error
+    finally:
+        con.close()
+
+
+@dataclass(frozen=True)
+class Status:
+    """How fresh the data is.
+
+    Attributes:
+        source: The file read: the published snapshot, or the landed file itself.
+        published_at: When the snapshot was published (UTC); None for a landed file.
+        watermark: Event time of the newest landed input event.
+        landed_at: When the last batch landed (UTC).
+        first_hour: First hour the KPI aggregates cover.
+        last_hour: Last hour the KPI aggregates cover.
+    """
+
+    source: Path
+    published_at: datetime | None
+    watermark: datetime | None
+    landed_at: datetime | None
+    first_hour: datetime | None
+    last_hour: datetime | None
+
+
+def _status(con: duckdb.DuckDBPyConnection, source: Path) -> Status:
+    row = queries.status(con).row(0, named=True)
+    return Status(
+        source=source,
+        published_at=row["published_at"],
+        watermark=row["watermark"],
+        landed_at=row["landed_at"],
+        first_hour=row["first_hour"],
+        last_hour=row["last_hour"],
+    )
+
+
+def _one(frame: pl.DataFrame, column: str) -> int:
+    return int(frame.item(0, column))
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the filters offer.
+
+    Attributes:
+        status: Freshness of the data the options come from.
+        dimensions: ``dimension`` (region, channel, customer_tier, node_id), ``value``.
+        exception_fields: ``field`` (reason_code, owner_role, severity), ``value``.
+    """
+
+    status: Status
+    dimensions: pl.DataFrame
+    exception_fields: pl.DataFrame
+
+    def values(self, dimension: str) -> list[str]:
+        """The values of one sidebar dimension."""
+        return _values(self.dimensions, "dimension", dimension)
+
+    def exception_values(self, field: str) -> list[str]:
+        """The values of one exception field."""
+        return _values(self.exception_fields, "field", field)
+
+
+def _values(frame: pl.DataFrame, key: str, name: str) -> list[str]:
+    return [str(v) for v in frame.filter(pl.col(key) == name)["value"].to_list()]
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_options(db: str) -> Options:
+    """The filter options and the data's freshness."""
+    with read_only(Path(db)) as (con, source):
+        return Options(
+            _status(con, source), queries.dimension_values(con), queries.exception_values(con)
+        )
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Everything the operations overview shows.
+
+    Attributes:
+        status: Freshness.
+        filters: The resolved filters (window anchored at the watermark).
+        grain: Time grain of the trends.
+        kpis: :func:`queries.overview_kpis` over the window.
+        previous_kpis: The same over the window before; None when unbounded.
+        open_exceptions: Exceptions open now.
+        open_exceptions_before: Open at the window's start, when that is comparable.
+        fill_trend: :func:`queries.fill_rate_trend`.
+        split_trend: :func:`queries.split_rate_trend`.
+        cycle_trend: :func:`queries.cycle_time_trend`.
+        aging: :func:`queries.exception_aging`.
+    """
+
+    status: Status
+    filters: Filters
+    grain: Grain
+    kpis: pl.DataFrame
+    previous_kpis: pl.DataFrame | None
+    open_exceptions: int
+    open_exceptions_before: int | None
+    fill_trend: pl.DataFrame
+    split_trend: pl.DataFrame
+    cycle_trend: pl.DataFrame
+    aging: pl.DataFrame
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_overview(db: str, selection: Selection) -> Overview:
+    """The operations overview for the sidebar's selection."""
+    with read_only(Path(db)) as (con, source):
+        status = _status(con, source)
+        filters = selection.resolve(status.watermark)
+        previous = filters.previous()
+        baseline = queries.exceptions_baseline(filters, status.watermark)
+        grain = queries.trend_grain(filters, status.first_hour, status.last_hour)
+        return Overview(
+            status=status,
+            filters=filters,
+            grain=grain,
+            kpis=queries.overview_kpis(con, filters),
+            previous_kpis=None if previous is None else queries.overview_kpis(con, previous),
+            open_exceptions=_one(queries.open_exceptions(con, filters), "open_exceptions"),
+            open_exceptions_before=None
+            if baseline is None
+            else _one(queries.open_exceptions(con, filters, baseline), "open_exceptions"),
+            fill_trend=queries.fill_rate_trend(con, filters, grain),
+            split_trend=queries.split_rate_trend(con, filters, grain),
+            cycle_trend=queries.cycle_time_trend(con, filters, grain),
+            aging=queries.exception_aging(con, filters),
+        )
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The exceptions queue.
+
+    Attributes:
+        status: Freshness.
+        exceptions: :func:`queries.exceptions_queue`.
+    """
+
+    status: Status
+    exceptions: pl.DataFrame
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_queue(db: str, selection: Selection, queue: QueueFilters) -> Queue:
+    """The exceptions queue for the sidebar's selection and the queue's filters."""
+    with read_only(Path(db)) as (con, source):
+        status = _status(con, source)
+        filters = selection.resolve(status.watermark)
+        return Queue(status, queries.exceptions_queue(con, filters, queue))
+
+
+@dataclass(frozen=True)
+class OrderDetail:
+    """One order's story.
+
+    Attributes:
+        summary: :func:`queries.order_summary` (no row when the data lacks the order).
+        timeline: :func:`queries.order_timeline`.
+        decisions: :func:`queries.order_decisions`.
+        shipments: :func:`queries.order_shipments`.
+    """
+
+    summary: pl.DataFrame
+    timeline: pl.DataFrame
+    decisions: pl.DataFrame
+    shipments: pl.DataFrame
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_order(db: str, order_id: str) -> OrderDetail:
+    """Summary, timeline, decisions and shipments of one order."""
+    with read_only(Path(db)) as (con, _):
+        return OrderDetail(
+            summary=queries.order_summary(con, order_id),
+            timeline=queries.order_timeline(con, order_id),
+            decisions=queries.order_decisions(con, order_id),
+            shipments=queries.order_shipments(con, order_id),
+        )
+
+
+@dataclass(frozen=True)
+class Carriers:
+    """On-time performance and route alerts.
+
+    Attributes:
+        status: Freshness.
+        filters: The resolved filters.
+        by_carrier: :func:`queries.on_time_by` carrier.
+        by_lane: :func:`queries.on_time_by` lane.
+        alerts: :func:`queries.route_alerts`.
+    """
+
+    status: Status
+    filters: Filters
+    by_carrier: pl.DataFrame
+    by_lane: pl.DataFrame
+    alerts: pl.DataFrame
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_carriers(db: str, selection: Selection) -> Carriers:
+    """On-time rates by carrier and by lane for the selection, and the route alerts."""
+    with read_only(Path(db)) as (con, source):
+        status = _status(con, source)
+        filters = selection.resolve(status.watermark)
+        return Carriers(
+            status=status,
+            filters=filters,
+            by_carrier=queries.on_time_by(con, filters, "carrier_id"),
+            by_lane=queries.on_time_by(con, filters, "lane"),
+            alerts=queries.route_alerts(con),
+        )
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Dead letters and data-quality results.
+
+    Attributes:
+        status: Freshness.
+        dead_letter_counts: :func:`queries.dead_letter_counts`.
+        dq_counts: :func:`queries.dq_result_counts`.
+        dead_letters: :func:`queries.newest_dead_letters`.
+        dq_results: :func:`queries.newest_dq_results`.
+    """
+
+    status: Status
+    dead_letter_counts: pl.DataFrame
+    dq_counts: pl.DataFrame
+    dead_letters: pl.DataFrame
+    dq_results: pl.DataFrame
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_quality(db: str) -> Quality:
+    """Dead-letter and data-quality counts and the newest of each."""
+    with read_only(Path(db)) as (con, source):
+        return Quality(
+            status=_status(con, source),
+            dead_letter_counts=queries.dead_letter_counts(con),
+            dq_counts=queries.dq_result_counts(con),
+            dead_letters=queries.newest_dead_letters(con),
+            dq_results=queries.newest_dq_results(con),
+        )

@@ -1,0 +1,634 @@
+"""Every SQL query of the dashboard: plain functions of a DuckDB connection and filters.
+
+Each function takes a connection to a landed file or its snapshot (both have the
+same tables and views) and returns a polars frame. Counts and rates come from the
+hourly aggregate tables, never from counting fact rows, because a snapshot holds
+only a subset of the facts. A rate over a slice is ``sum(numerator) /
+sum(denominator)`` of the slice's hourly rows, and a percentile over a slice is
+recomputed from the summed histogram with the rule the KPI views use, so a query
+filtered to one view row answers exactly what that row says.
+
+Times are event times (UTC, naive). The time window of :class:`Filters` applies to
+each aggregate's hour: placement hour for order KPIs, creation hour for shipments.
+
+Example:
+    ::
+
+        with duckdb.connect("allocflow.duckdb.snapshot", read_only=True) as con:
+            filters = Selection(regions=("west",)).resolve(watermark_of(con))
+            print(overview_kpis(con, filters))
+"""
+
+import re
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
+
+import duckdb
+import polars as pl
+
+from allocflow.connectors.landing.kpi_views import AGE_BUCKETS
+from allocflow.connectors.landing.snapshot import CLOSED_EXCEPTIONS_DAYS
+
+Grain = Literal["hour", "day"]
+"""Time grain of a trend: one point per hour or per day."""
+
+TimeRange = Literal["24h", "7d", "all", "dates"]
+"""A time range choice: the last 24 hours or 7 days before the watermark, all, or dates."""
+
+TIME_RANGE_LENGTHS: dict[TimeRange, timedelta] = {
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
+"""Length of each time range that ends at the watermark."""
+
+HOURLY_TREND_LIMIT = timedelta(days=7)
+"""Trends spanning at most this long are drawn per hour, longer ones per day."""
+
+ShipmentDimension = Literal["carrier_id", "lane"]
+"""A column on-time rates can be broken down by."""
+
+_SHIPMENT_DIMENSIONS: tuple[ShipmentDimension, ...] = ("carrier_id", "lane")
+_PREVIEW_BYTES = 240
+_PARAMETER = re.compile(r"\$(\w+)")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What slice of the data a query covers. Empty tuples mean no restriction.
+
+    Attributes:
+        regions: Order regions (order KPIs and exceptions).
+        channels: Order channels (order KPIs and exceptions).
+        tiers: Customer tiers (order KPIs and exceptions).
+        nodes: Fulfilment nodes (shipment KPIs only).
+        start: First hour of the window (inclusive); None: unbounded.
+        end: End of the window (exclusive); None: unbounded.
+    """
+
+    regions: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def previous(self) -> "Filters | None":
+        """The same slice over the window of equal length just before; None if unbounded.
+
+        Example:
+            >>> f = Filters(start=datetime(2026, 3, 2), end=datetime(2026, 3, 3))
+            >>> f.previous().start, f.previous().end
+            (datetime.datetime(2026, 3, 1, 0, 0), datetime.datetime(2026, 3, 2, 0, 0))
+        """
+        if self.start is None or self.end is None:
+            return None
+        return replace(self, start=self.start - (self.end - self.start), end=self.start)
+
+    def parameters(self) -> dict[str, object]:
+        """The named SQL parameters of the filters."""
+        return {
+            "regions": list(self.regions),
+            "channels": list(self.channels),
+            "tiers": list(self.tiers),
+            "nodes": list(self.nodes),
+            "start": self.start,
+            "end": self.end,
+        }
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The sidebar's choices, before the time range is anchored at the watermark.
+
+    Attributes:
+        regions: Selected regions; empty: all.
+        channels: Selected channels; empty: all.
+        tiers: Selected customer tiers; empty: all.
+        nodes: Selected nodes; empty: all.
+        time_range: Which window to show.
+        dates: First and last day (inclusive) when ``time_range`` is ``"dates"``.
+    """
+
+    regions: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
+    time_range: TimeRange = "7d"
+    dates: tuple[date, date] | None = None
+
+    def resolve(self, watermark: datetime | None) -> Filters:
+        """The filters of this selection, its window anchored at ``watermark``."""
+        start, end = time_window(self.time_range, watermark, self.dates)
+        return Filters(self.regions, self.channels, self.tiers, self.nodes, start, end)
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """Which exceptions the queue lists. Empty tuples mean no restriction.
+
+    Attributes:
+        reasons: Reason codes.
+        owners: Owner roles.
+        severities: Severities.
+        include_closed: Also list the closed exceptions the data holds (a snapshot
+            keeps those closed in the last week).
+    """
+
+    reasons: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+    severities: tuple[str, ...] = ()
+    include_closed: bool = False
+
+
+def time_window(
+    time_range: TimeRange, watermark: datetime | None, dates: tuple[date, date] | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """The window ``[start, end)`` of a time range choice, by event time.
+
+    The last 24 h and 7 d end with the hour holding the watermark (the newest landed
+    event), not at the wall clock: the data may be historical.
+
+    Example:
+        >>> time_window("24h", datetime(2026, 3, 8, 3, 3))
+        (datetime.datetime(2026, 3, 7, 4, 0), datetime.datetime(2026, 3, 8, 4, 0))
+        >>> time_window("dates", None, (date(2026, 3, 1), date(2026, 3, 2)))
+        (datetime.datetime(2026, 3, 1, 0, 0), datetime.datetime(2026, 3, 3, 0, 0))
+    """
+    if time_range == "dates" and dates is not None:
+        first, last = dates
+        return datetime.combine(first, time()), datetime.combine(last, time()) + timedelta(days=1)
+    length = TIME_RANGE_LENGTHS.get(time_range)
+    if length is None or watermark is None:
+        return None, None
+    end = watermark.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return end - length, end
+
+
+def exceptions_baseline(filters: Filters, watermark: datetime | None) -> datetime | None:
+    """When to count open exceptions to compare with those open now, or None.
+
+    The window's start, when the window reaches the watermark (so "now" is in it)
+    and starts within the week of closed exceptions a snapshot keeps.
+
+    Example:
+        >>> now = datetime(2026, 3, 8, 3, 3)
+        >>> exceptions_baseline(Selection(time_range="24h").resolve(now), now)
+        datetime.datetime(2026, 3, 7, 4, 0)
+        >>> exceptions_baseline(Selection(time_range="all").resolve(now), now) is None
+        True
+    """
+    if filters.start is None or filters.end is None or watermark is None:
+        return None
+    kept_since = watermark - timedelta(days=CLOSED_EXCEPTIONS_DAYS)
+    return filters.start if filters.end > watermark and filters.start >= kept_since else None
+
+
+def trend_grain(filters: Filters, first_hour: datetime | None, last_hour: datetime | None) -> Grain:
+    """Per hour when the window, clipped to the data's hours, spans at most a week.
+
+    Example:
+        >>> trend_grain(Filters(), datetime(2026, 3, 1), datetime(2026, 3, 2))
+        'hour'
+        >>> trend_grain(Filters(), datetime(2026, 1, 1), datetime(2026, 3, 2))
+        'day'
+    """
+    if first_hour is None or last_hour is None:
+        return "hour"
+    start = max(first_hour, filters.start) if filters.start else first_hour
+    data_end = last_hour + timedelta(hours=1)
+    end = min(data_end, filters.end) if filters.end else data_end
+    return "hour" if end - start <= HOURLY_TREND_LIMIT else "day"
+
+
+def _frame(
+    con: duckdb.DuckDBPyConnection, sql: str, parameters: dict[str, object] | None = None
+) -> pl.DataFrame:
+    """Run ``sql`` with those of ``parameters`` it names (``$name``) and fetch a frame."""
+    names = set(_PARAMETER.findall(sql))
+    used = {name: value for name, value in (parameters or {}).items() if name in names}
+    frame: pl.DataFrame = con.sql(sql, params=used).pl()
+    return frame
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    """The single value ``sql`` returns (fetched to the end, so the connection is free)."""
+    rows = con.execute(sql).fetchall()
+    return rows[0][0]
+
+
+def _rate(numerator: str, denominator: str) -> str:
+    return f"CAST({numerator} AS DOUBLE) / nullif({denominator}, 0)"
+
+
+def _sums(columns: tuple[str, ...]) -> str:
+    return ", ".join(f"CAST(coalesce(sum({c}), 0) AS BIGINT) AS {c}" for c in columns)
+
+
+def _percentiles(source: str, groups: tuple[str, ...], count: str) -> str:
+    """p50 and p90 of a histogram (``bucket``, ``count`` columns of ``source``) per group.
+
+    A bucket reads as ``bucket_upper(bucket)``; a percentile is the smallest bucket
+    whose cumulative count reaches that share of the total: the KPI views' rule.
+    """
+    keys = "".join(f"{g}, " for g in groups)
+    partition = f"PARTITION BY {', '.join(groups)}" if groups else ""
+    return f"""
+        WITH h AS (SELECT {keys}bucket, sum({count}) AS n FROM ({source}) GROUP BY ALL),
+        c AS (SELECT *, sum(n) OVER ({partition} ORDER BY bucket) AS cumulative,
+                     sum(n) OVER ({partition}) AS total FROM h)
+        SELECT {keys}CAST(max(total) AS BIGINT) AS {count},
+               bucket_upper(min(bucket) FILTER (WHERE cumulative >= 0.5 * total)) AS p50_seconds,
+               bucket_upper(min(bucket) FILTER (WHERE cumulative >= 0.9 * total)) AS p90_seconds
+        FROM c {"GROUP BY ALL" if groups else ""}"""
+
+
+_ORDER_SLICE = """(len($regions) = 0 OR list_contains($regions, region))
+    AND (len($channels) = 0 OR list_contains($channels, channel))
+    AND (len($tiers) = 0 OR list_contains($tiers, customer_tier))"""
+_NODE_SLICE = "(len($nodes) = 0 OR list_contains($nodes, node_id))"
+_WINDOW = "($start IS NULL OR hour >= $start) AND ($end IS NULL OR hour < $end)"
+_ORDER_WHERE = f"WHERE {_ORDER_SLICE} AND {_WINDOW}"
+_SHIPMENT_WHERE = f"WHERE {_NODE_SLICE} AND {_WINDOW}"
+
+_LINE_COLUMNS = ("lines_decided", "lines_first_full", "lines_active", "lines_current_full")
+_ORDER_COLUMNS = (
+    "orders_decided",
+    "orders_first_full",
+    "orders_active",
+    "orders_current_full",
+    "orders_split",
+    "orders_touchless",
+)
+_SHIPMENT_COLUMNS = (
+    "shipments",
+    "dispatched",
+    "dispatched_on_time",
+    "delivered",
+    "delivered_on_time",
+    "delivered_otif",
+)
+_FILL_RATES = f"""
+    {_rate("lines_first_full", "lines_decided")} AS line_fill_rate_first_pass,
+    {_rate("lines_current_full", "lines_active")} AS line_fill_rate_current,
+    {_rate("orders_first_full", "orders_decided")} AS order_fill_rate_first_pass,
+    {_rate("orders_current_full", "orders_active")} AS order_fill_rate_current"""
+_ON_TIME_RATES = f"""
+    {_rate("dispatched_on_time", "dispatched")} AS on_time_dispatch_rate,
+    {_rate("delivered_on_time", "delivered")} AS on_time_delivery_rate,
+    {_rate("delivered_otif", "delivered")} AS otif_rate"""
+_TOTAL_CYCLE = "stage = 'placed_to_delivered'"
+
+
+def watermark_of(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """The event time of the newest landed input event, None before any landed."""
+    watermark: datetime | None = _scalar(con, "SELECT max(watermark) FROM landing_status")
+    return watermark
+
+
+def status(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """One row on how fresh the data is and which hours it covers.
+
+    Columns: ``watermark`` (newest landed event time), ``landed_at`` (last landed
+    batch), ``published_at`` (snapshot publication; null in a main file), and
+    ``first_hour`` / ``last_hour`` (the hours the aggregates cover).
+    """
+    has_info = _scalar(
+        con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'snapshot_info'"
+    )
+    published = "(SELECT max(published_at) FROM snapshot_info)" if has_info else "NULL"
+    hours = " UNION ALL ".join(
+        f"SELECT hour FROM {t}"
+        for t in ("agg_line_fill", "agg_order_fill", "agg_shipments", "agg_exceptions")
+    )
+    return _frame(
+        con,
+        f"""SELECT max(watermark) AS watermark, max(landed_at) AS landed_at,
+                   CAST({published} AS TIMESTAMP) AS published_at,
+                   (SELECT min(hour) FROM ({hours})) AS first_hour,
+                   (SELECT max(hour) FROM ({hours})) AS last_hour
+            FROM landing_status""",
+    )
+
+
+def dimension_values(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The values each sidebar filter offers: columns ``dimension`` and ``value``."""
+    order_dims = " UNION ".join(
+        f"SELECT '{d}' AS dimension, {d} AS value FROM {t}"
+        for d in ("region", "channel", "customer_tier")
+        for t in ("agg_line_fill", "agg_order_fill")
+    )
+    return _frame(
+        con,
+        f"""SELECT * FROM ({order_dims}
+                UNION SELECT 'node_id', node_id FROM agg_shipments)
+            WHERE value IS NOT NULL ORDER BY dimension, value""",
+    )
+
+
+def exception_values(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The reason codes, owner roles and severities exceptions were opened with."""
+    return _frame(
+        con,
+        """SELECT * FROM (
+                SELECT DISTINCT 'reason_code' AS field, reason_code AS value FROM agg_exceptions
+                UNION SELECT 'owner_role', owner_role FROM agg_exceptions
+                UNION SELECT 'severity', severity FROM agg_exceptions)
+            ORDER BY field, value""",
+    )
+
+
+def overview_kpis(con: duckdb.DuckDBPyConnection, filters: Filters) -> pl.DataFrame:
+    """One row with the overview's rates and cycle times over the filters' slice.
+
+    Columns: the line and order fill rates (first pass, current), split and touchless
+    rates, p50/p90 placed-to-delivered cycle time in seconds, on-time delivery rate,
+    and the counts behind them. A rate with a zero denominator is null.
+    """
+    cycle = _percentiles(
+        f"SELECT bucket, orders FROM hist_cycle_time {_ORDER_WHERE} AND {_TOTAL_CYCLE}",
+        (),
+        "orders",
+    )
+    sql = f"""
+        WITH lines AS (SELECT {_sums(_LINE_COLUMNS)} FROM agg_line_fill {_ORDER_WHERE}),
+        orders AS (SELECT {_sums(_ORDER_COLUMNS)} FROM agg_order_fill {_ORDER_WHERE}),
+        cycle AS ({cycle}),
+        ship AS (SELECT {_sums(_SHIPMENT_COLUMNS)} FROM agg_shipments {_SHIPMENT_WHERE})
+        SELECT {_FILL_RATES},
+            {_rate("orders_split", "orders_active")} AS split_rate,
+            {_rate("orders_touchless", "orders_decided")} AS touchless_rate,
+            cycle.p50_seconds AS cycle_p50_seconds, cycle.p90_seconds AS cycle_p90_seconds,
+            {_ON_TIME_RATES},
+            lines.*, orders.*, coalesce(cycle.orders, 0) AS cycle_orders, ship.*
+        FROM lines, orders, cycle, ship"""
+    return _frame(con, sql, filters.parameters())
+
+
+def fill_rate_trend(con: duckdb.DuckDBPyConnection, filters: Filters, grain: Grain) -> pl.DataFrame:
+    """Line and order fill rates (first pass, current) per period of placement."""
+    sql = f"""
+        WITH l AS (SELECT date_trunc($grain, hour) AS period_start, {_sums(_LINE_COLUMNS)}
+                   FROM agg_line_fill {_ORDER_WHERE} GROUP BY 1),
+        o AS (SELECT date_trunc($grain, hour) AS period_start, {_sums(_ORDER_COLUMNS)}
+              FROM agg_order_fill {_ORDER_WHERE} GROUP BY 1)
+        SELECT period_start, {_FILL_RATES}
+        FROM l FULL JOIN o USING (period_start) ORDER BY period_start"""
+    return _frame(con, sql, {**filters.parameters(), "grain": grain})
+
+
+def split_rate_trend(
+    con: duckdb.DuckDBPyConnection, filters: Filters, grain: Grain
+) -> pl.DataFrame:
+    """Split and touchless rates per period of placement, with their counts."""
+    sql = f"""
+        SELECT date_trunc($grain, hour) AS period_start, {_sums(_ORDER_COLUMNS)},
+               {_rate("sum(orders_split)", "sum(orders_active)")} AS split_rate,
+               {_rate("sum(orders_touchless)", "sum(orders_decided)")} AS touchless_rate
+        FROM agg_order_fill {_ORDER_WHERE} GROUP BY 1 ORDER BY 1"""
+    return _frame(con, sql, {**filters.parameters(), "grain": grain})
+
+
+def cycle_time_trend(
+    con: duckdb.DuckDBPyConnection, filters: Filters, grain: Grain
+) -> pl.DataFrame:
+    """p50 and p90 cycle time (seconds) per period of placement and stage."""
+    source = f"""SELECT date_trunc($grain, hour) AS period_start, stage, bucket, orders
+                 FROM hist_cycle_time {_ORDER_WHERE}"""
+    sql = (
+        f"SELECT * FROM ({_percentiles(source, ('period_start', 'stage'), 'orders')}) ORDER BY 1, 2"
+    )
+    return _frame(con, sql, {**filters.parameters(), "grain": grain})
+
+
+_EXCEPTION_FROM = """
+    FROM exceptions AS e LEFT JOIN orders AS o USING (order_id),
+         (SELECT max(watermark) AS watermark FROM landing_status) AS w"""
+
+
+def _age_case(value: str) -> str:
+    """SQL of the age bucket label and its order, the KPI view's buckets."""
+    labels = " ".join(f"WHEN {value} < {b} THEN '{label}'" for label, b in AGE_BUCKETS if b)
+    orders = " ".join(f"WHEN {value} < {b} THEN {i}" for i, (_, b) in enumerate(AGE_BUCKETS) if b)
+    last = len(AGE_BUCKETS) - 1
+    return (
+        f"CASE {labels} ELSE '{AGE_BUCKETS[last][0]}' END AS age_bucket, "
+        f"CASE {orders} ELSE {last} END AS age_bucket_order"
+    )
+
+
+def open_exceptions(
+    con: duckdb.DuckDBPyConnection, filters: Filters, as_of: datetime | None = None
+) -> pl.DataFrame:
+    """One row, ``open_exceptions``: exceptions open now, or at ``as_of``.
+
+    Region, channel and tier apply (through each exception's order); the time window
+    does not. A snapshot keeps exceptions closed in the last week, so an ``as_of``
+    within that week counts exactly.
+    """
+    sql = f"""
+        SELECT count(*) AS open_exceptions {_EXCEPTION_FROM}
+        WHERE {_ORDER_SLICE} AND CASE WHEN $as_of IS NULL THEN e.closed_at IS NULL
+            ELSE e.opened_at <= $as_of AND coalesce(e.closed_at > $as_of, TRUE) END"""
+    return _frame(con, sql, {**filters.parameters(), "as_of": as_of})
+
+
+def exception_aging(con: duckdb.DuckDBPyConnection, filters: Filters) -> pl.DataFrame:
+    """Open exceptions per reason code and age bucket (age at the watermark)."""
+    sql = f"""
+        WITH open AS (
+            SELECT e.reason_code,
+                   greatest(date_diff('second', e.opened_at, w.watermark) / 3600.0, 0) AS age
+            {_EXCEPTION_FROM} WHERE e.closed_at IS NULL AND {_ORDER_SLICE})
+        SELECT reason_code, {_age_case("age")}, count(*) AS open_exceptions,
+               max(age) AS oldest_hours
+        FROM open GROUP BY ALL ORDER BY age_bucket_order, reason_code"""
+    return _frame(con, sql, filters.parameters())
+
+
+def exceptions_queue(
+    con: duckdb.DuckDBPyConnection, filters: Filters, queue: QueueFilters
+) -> pl.DataFrame:
+    """The exceptions to work on, oldest open first (then closed ones, if asked for).
+
+    ``age_hours`` is the time open: until the watermark for open exceptions, until
+    closing for closed ones. Region, channel and tier apply; the time window does not.
+    """
+    sql = f"""
+        SELECT e.exception_id, e.order_id, e.line_id,
+               CASE WHEN e.closed_at IS NULL THEN 'open' ELSE 'closed' END AS status,
+               e.reason_code, e.severity, e.owner_role, e.opened_at, e.closed_at,
+               round(greatest(date_diff('second', e.opened_at,
+                     coalesce(e.closed_at, w.watermark)) / 3600.0, 0), 2) AS age_hours,
+               e.detail, e.resolution, o.region, o.channel, o.customer_tier
+        {_EXCEPTION_FROM}
+        WHERE {_ORDER_SLICE}
+          AND (len($reasons) = 0 OR list_contains($reasons, e.reason_code))
+          AND (len($owners) = 0 OR list_contains($owners, e.owner_role))
+          AND (len($severities) = 0 OR list_contains($severities, e.severity))
+          AND ($include_closed OR e.closed_at IS NULL)
+        ORDER BY e.closed_at IS NOT NULL, e.opened_at, e.exception_id"""
+    return _frame(
+        con,
+        sql,
+        {
+            **filters.parameters(),
+            "reasons": list(queue.reasons),
+            "owners": list(queue.owners),
+            "severities": list(queue.severities),
+            "include_closed": queue.include_closed,
+        },
+    )
+
+
+def order_summary(con: duckdb.DuckDBPyConnection, order_id: str) -> pl.DataFrame:
+    """The order's row: customer, dimensions, status, quantities, nodes, milestones."""
+    sql = """
+        SELECT order_id, customer_id, customer_tier, channel, region, status, placed_at,
+               promised_date, line_count, requested_qty, allocated_qty, split_count,
+               array_to_string(nodes, ', ') AS nodes, allocated_at, first_dispatched_at,
+               delivered_at, cancelled_at, exceptions_opened, exceptions_open
+        FROM orders WHERE order_id = $order_id"""
+    return _frame(con, sql, {"order_id": order_id})
+
+
+def order_timeline(con: duckdb.DuckDBPyConnection, order_id: str) -> pl.DataFrame:
+    """Everything that happened to an order, oldest first.
+
+    Input events of the order and its shipments (carrier scans from the richer
+    ``carrier_events``), allocation decisions, and exceptions opened and closed. Columns:
+    ``occurred_at``, ``source``, ``event``, ``ref`` (line, SKU or shipment), ``detail``.
+    """
+    sql = """
+        WITH s AS (SELECT shipment_id FROM shipments WHERE order_id = $order_id),
+        c AS (SELECT * FROM carrier_events WHERE shipment_id IN (SELECT shipment_id FROM s)),
+        t AS (
+            SELECT event_time AS occurred_at, 0 AS step, 'input event' AS source,
+                   event_type AS event, coalesce(shipment_id, sku) AS ref, detail
+            FROM input_events
+            WHERE (order_id = $order_id OR shipment_id IN (SELECT shipment_id FROM s))
+              AND event_id NOT IN (SELECT event_id FROM c)
+            UNION ALL
+            SELECT event_time, 0, 'carrier event', event_type, shipment_id,
+                   concat_ws(' · ', carrier_id, location, code, description,
+                             'ETA ' || strftime(eta, '%Y-%m-%d %H:%M'))
+            FROM c
+            UNION ALL
+            SELECT decided_at, 1, 'decision', rule || ' → ' || outcome, 'line ' || line_id,
+                   explanation
+            FROM allocation_decisions WHERE order_id = $order_id
+            UNION ALL
+            SELECT opened_at, 2, 'exception opened', reason_code, 'line ' || line_id,
+                   concat_ws(' · ', severity, owner_role, detail)
+            FROM exceptions WHERE order_id = $order_id
+            UNION ALL
+            SELECT closed_at, 3, 'exception closed', reason_code, 'line ' || line_id, resolution
+            FROM exceptions WHERE order_id = $order_id AND closed_at IS NOT NULL)
+        SELECT * EXCLUDE (step) FROM t ORDER BY occurred_at, step, ref, event"""
+    return _frame(con, sql, {"order_id": order_id})
+
+
+def order_decisions(con: duckdb.DuckDBPyConnection, order_id: str) -> pl.DataFrame:
+    """The order's allocation decisions, with their candidates and allocations as text."""
+    sql = """
+        SELECT decided_at, line_id, sku, rule, outcome, requested_qty, allocated_qty,
+               backordered_qty, reason_code, explanation,
+               array_to_string(list_transform(allocations,
+                   lambda a: a.node_id || ': ' || a.qty), ', ') AS allocations,
+               array_to_string(list_transform(candidates,
+                   lambda c: '#' || c.rank || ' ' || c.node_id || ' (' || c.available_qty || ' free'
+                        || coalesce(', ' || c.rejected_reason, '') || ')'), '; ') AS candidates,
+               policy_version, decision_id
+        FROM allocation_decisions WHERE order_id = $order_id
+        ORDER BY decided_at, line_id, source_offset"""
+    return _frame(con, sql, {"order_id": order_id})
+
+
+def order_shipments(con: duckdb.DuckDBPyConnection, order_id: str) -> pl.DataFrame:
+    """The order's shipments with their milestones."""
+    sql = """
+        SELECT shipment_id, node_id, carrier_id, lane, units, short_units, created_at,
+               dispatch_cutoff, dispatched_at, promised_delivery, latest_eta,
+               coalesce(delivered_at, carrier_delivered_at) AS delivered_at, tracking_no, scans
+        FROM shipments WHERE order_id = $order_id ORDER BY created_at, shipment_id"""
+    return _frame(con, sql, {"order_id": order_id})
+
+
+def on_time_by(
+    con: duckdb.DuckDBPyConnection, filters: Filters, by: ShipmentDimension
+) -> pl.DataFrame:
+    """On-time dispatch, on-time delivery and OTIF rates per carrier or per lane.
+
+    Raises:
+        ValueError: ``by`` is not a shipment dimension.
+    """
+    if by not in _SHIPMENT_DIMENSIONS:
+        raise ValueError(f"on-time rates break down by {_SHIPMENT_DIMENSIONS}, not {by!r}")
+    sql = f"""
+        SELECT *, {_ON_TIME_RATES} FROM (
+            SELECT {by}, {_sums(_SHIPMENT_COLUMNS)}
+            FROM agg_shipments {_SHIPMENT_WHERE} GROUP BY 1)
+        ORDER BY 1"""
+    return _frame(con, sql, filters.parameters())
+
+
+def route_alerts(con: duckdb.DuckDBPyConnection, limit: int = 500) -> pl.DataFrame:
+    """The newest route alerts."""
+    sql = """
+        SELECT detected_at, kind, severity, carrier_id, lane, shipment_id, order_id,
+               promised_delivery, expected_delivery, resolves_alert_id, detail, alert_id
+        FROM route_alerts ORDER BY detected_at DESC, alert_id LIMIT $limit"""
+    return _frame(con, sql, {"limit": limit})
+
+
+def dead_letter_counts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Dead letters per source topic and reason code, most first."""
+    sql = """
+        SELECT source_topic, reason_code, CAST(dead_letters AS BIGINT) AS dead_letters, last_seen
+        FROM dead_letter_counts ORDER BY dead_letters DESC, source_topic, reason_code"""
+    return _frame(con, sql)
+
+
+def dq_result_counts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Data-quality results per origin, check, feed and severity: passed and failed."""
+    sql = """
+        SELECT origin, check_name, feed, severity, CAST(results AS BIGINT) AS results,
+               CAST(results - failures AS BIGINT) AS passed, CAST(failures AS BIGINT) AS failed,
+               last_detected
+        FROM dq_result_counts ORDER BY failed DESC, origin, check_name, feed, severity"""
+    return _frame(con, sql)
+
+
+def newest_dead_letters(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pl.DataFrame:
+    """The newest dead letters, with a preview of their raw bytes (UTF-8, lossy)."""
+    sql = """
+        SELECT coalesce(dead_lettered_at, source_timestamp) AS seen_at, source_topic,
+               source_partition, source_offset, message_key, reason_code, reason, raw,
+               dead_letter_id
+        FROM dead_letters
+        ORDER BY seen_at DESC NULLS LAST, dead_letter_id LIMIT $limit"""
+    frame = _frame(con, sql, {"limit": limit})
+    preview = pl.Series(
+        "raw_preview", [raw_preview(raw) for raw in frame["raw"].to_list()], dtype=pl.String
+    )
+    return frame.with_columns(preview).drop("raw")
+
+
+def raw_preview(raw: bytes) -> str:
+    r"""The first bytes of a raw message as text; undecodable bytes become U+FFFD.
+
+    Example:
+        >>> raw_preview(b'{"qty": 1, \xff}') == '{"qty": 1, \ufffd}'
+        True
+    """
+    text = raw[:_PREVIEW_BYTES].decode("utf-8", errors="replace")
+    return text + "…" if len(raw) > _PREVIEW_BYTES else text
+
+
+def newest_dq_results(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pl.DataFrame:
+    """The newest data-quality results."""
+    sql = """
+        SELECT detected_at, origin, check_name, feed, severity, success, element_count,
+               unexpected_count, detail, sample, event_id, result_id
+        FROM dq_results ORDER BY detected_at DESC, result_id LIMIT $limit"""
+    return _frame(con, sql, {"limit": limit})

@@ -1,0 +1,350 @@
+"""Every dashboard page, run headless with Streamlit's AppTest on the landed run.
+
+The app takes its database from ``--db`` on its command line, as ``streamlit run
+app.py -- --db PATH`` passes it; these tests set ``sys.argv`` the same way (AppTest
+runs the script in this process). Without ``--db`` it falls back to the
+``ALLOCFLOW_DASHBOARD_DB`` environment variable, tested here too. Fragment timers do
+not fire under AppTest: each ``run()`` is one refresh. The data cache is global to the
+process, so every test starts with an empty one.
+"""
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from allocflow.dashboards import queries, ui
+from allocflow.dashboards.data import DB_ENV
+from allocflow.dashboards.queries import Filters, Selection
+from allocflow.dashboards.server import APP_PATH
+
+pytestmark = pytest.mark.integration
+
+_TIMEOUT_S = 60
+_HOLD_LOCK = """
+import sys, time, duckdb
+connection = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def db(landed_run: Path) -> Path:
+    return landed_run / "allocflow.duckdb"
+
+
+@pytest.fixture
+def reopened_db(landed_run: Path, tmp_path: Path) -> Path:
+    """A published snapshot alone (no landed file) whose first ten exceptions are open."""
+    db = tmp_path / "reopened.duckdb"
+    snapshot = db.with_name(db.name + ".snapshot")
+    shutil.copy(landed_run / "allocflow.duckdb.snapshot", snapshot)
+    with duckdb.connect(str(snapshot)) as connection:
+        connection.execute(
+            """UPDATE exceptions SET closed_at = NULL, resolution = NULL
+               WHERE exception_id IN (SELECT exception_id FROM exceptions
+                                      ORDER BY opened_at, exception_id LIMIT 10)"""
+        )
+    return db
+
+
+def _app(monkeypatch: pytest.MonkeyPatch, *args: str) -> AppTest:
+    monkeypatch.setattr(sys, "argv", ["app.py", *args])
+    monkeypatch.delenv(DB_ENV, raising=False)
+    return AppTest.from_file(str(APP_PATH), default_timeout=_TIMEOUT_S)
+
+
+def _run(app: AppTest, page: str | None = None) -> AppTest:
+    app.run()
+    if page is not None:
+        app.switch_page(page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _tiles(app: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in app.metric}
+
+
+def _table(app: AppTest, column: str) -> pd.DataFrame:
+    """The one dataframe on the page with ``column``."""
+    found = [frame.value for frame in app.dataframe if column in frame.value.columns]
+    assert len(found) == 1, f"{len(found)} dataframes have a column {column!r}"
+    return found[0]
+
+
+def _kpis(db: Path, filters_of: Selection) -> tuple[dict[str, Any], Filters, int]:
+    snapshot = db.with_name(db.name + ".snapshot")
+    with duckdb.connect(str(snapshot), read_only=True) as connection:
+        filters = filters_of.resolve(queries.watermark_of(connection))
+        kpis = queries.overview_kpis(connection, filters).row(0, named=True)
+        open_now = queries.open_exceptions(connection, filters).item()
+    return kpis, filters, open_now
+
+
+def _percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _expected_tiles(db: Path, selection: Selection) -> dict[str, str]:
+    kpis, _, open_now = _kpis(db, selection)
+    return {
+        "Line fill, first pass": _percent(kpis["line_fill_rate_first_pass"]),
+        "Line fill, current": _percent(kpis["line_fill_rate_current"]),
+        "Order fill, first pass": _percent(kpis["order_fill_rate_first_pass"]),
+        "Cycle time p50": ui.duration(kpis["cycle_p50_seconds"]),
+        "Cycle time p90": ui.duration(kpis["cycle_p90_seconds"]),
+        "Split rate": _percent(kpis["split_rate"]),
+        "Touchless rate": _percent(kpis["touchless_rate"]),
+        "On-time delivery": _percent(kpis["on_time_delivery_rate"]),
+        "Open exceptions": str(open_now),
+    }
+
+
+def _charts(app: AppTest) -> list[str]:
+    return [chart.proto.spec for chart in app.get("vega_lite_chart")]
+
+
+def test_overview_tiles_show_the_numbers_of_the_queries(
+    monkeypatch: pytest.MonkeyPatch, db: Path
+) -> None:
+    app = _run(_app(monkeypatch, "--db", str(db)))
+
+    assert _tiles(app) == _expected_tiles(db, Selection())
+    with duckdb.connect(str(db), read_only=True) as connection:
+        lines = connection.execute(
+            "SELECT sum(lines_first_full) / sum(lines_decided) FROM agg_line_fill"
+        ).fetchall()
+    assert _tiles(app)["Line fill, first pass"] == f"{lines[0][0] * 100:.1f}%"
+    assert not app.warning
+    assert "Snapshot published" in app.caption[0].value
+    assert [n.value for n in app.info] == ["No open exceptions."]
+    assert len(_charts(app)) == 3
+
+
+def test_sidebar_filters_change_the_tiles(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    app = _run(_app(monkeypatch, "--db", str(db)))
+    everything = _tiles(app)
+
+    app.multiselect(key="region").set_value(["west"])
+    west = _tiles(_run(app))
+    assert west == _expected_tiles(db, Selection(regions=("west",)))
+    assert west["Line fill, first pass"] != everything["Line fill, first pass"]
+
+    app.multiselect(key="node").set_value(["DC-RNO"])
+    rno = _tiles(_run(app))
+    assert rno == _expected_tiles(db, Selection(regions=("west",), nodes=("DC-RNO",)))
+    assert rno["On-time delivery"] != west["On-time delivery"]
+    assert rno["Line fill, first pass"] == west["Line fill, first pass"]
+
+    app.multiselect(key="region").set_value([])
+    app.multiselect(key="node").set_value([])
+    app.selectbox(key="time_range").set_value("24h")
+    last_day = _tiles(_run(app))
+    assert last_day["Line fill, first pass"] == "—"  # every order was placed days earlier
+    assert last_day == _expected_tiles(db, Selection(time_range="24h"))
+    assert next(n.value for n in app.info) == "No orders decided in this window."
+
+
+def test_date_range_selects_event_days(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    app = _app(monkeypatch, "--db", str(db))
+    _run(app).selectbox(key="time_range").set_value("dates")
+    _run(app)
+
+    assert app.date_input(key="dates").value == (date(2026, 3, 2), date(2026, 3, 4))
+    placed_day = (date(2026, 3, 2), date(2026, 3, 2))
+    app.date_input(key="dates").set_value(placed_day)
+    tiles = _tiles(_run(app))
+    assert tiles == _expected_tiles(db, Selection(time_range="dates", dates=placed_day))
+    assert (
+        tiles["Line fill, first pass"]
+        == _tiles(_run(_app(monkeypatch, "--db", str(db))))["Line fill, first pass"]
+    )
+
+
+def test_exceptions_queue_and_order_timeline(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    app = _run(_app(monkeypatch, "--db", str(db)), "page_exceptions.py")
+    assert _tiles(app) == {"Open exceptions listed": "0"}
+    assert "No exceptions match" in app.info[0].value
+
+    app.toggle(key="queue_closed").set_value(True)
+    _run(app)
+    with duckdb.connect(str(db), read_only=True) as connection:
+        every = connection.execute("SELECT count(*) FROM exceptions").fetchall()[0][0]
+        order_id = connection.execute(
+            "SELECT order_id FROM orders WHERE exceptions_opened > 1 ORDER BY order_id DESC LIMIT 1"
+        ).fetchall()[0][0]
+        decisions = connection.execute(
+            "SELECT decision_id, rule, outcome, explanation, len(candidates) > 0 "
+            "FROM allocation_decisions WHERE order_id = ? ORDER BY decision_id",
+            [order_id],
+        ).fetchall()
+    assert len(_table(app, "exception_id")) == every
+
+    app.selectbox(key="order").set_value(order_id)
+    _run(app)
+    shown = _table(app, "decision_id").sort_values("decision_id")
+    shown["ranked"] = shown["candidates"].str.len() > 0
+    columns = ["decision_id", "rule", "outcome", "explanation", "ranked"]
+    assert [tuple(row) for row in shown[columns].itertuples(index=False)] == decisions
+    assert shown["ranked"].any()
+    timeline = _table(app, "occurred_at")
+    assert (timeline["source"] == "decision").sum() == len(decisions)
+    assert {"input event", "exception opened", "exception closed"} <= set(timeline["source"])
+    assert len(_table(app, "tracking_no")) >= 1
+
+
+def test_exceptions_queue_lists_open_exceptions(
+    monkeypatch: pytest.MonkeyPatch, reopened_db: Path
+) -> None:
+    app = _run(_app(monkeypatch, "--db", str(reopened_db)))
+    assert _tiles(app)["Open exceptions"] == "10"
+    assert len(_charts(app)) == 4
+
+    _run(app.switch_page("page_exceptions.py"))
+    queue = _table(app, "exception_id")
+    assert _tiles(app) == {"Open exceptions listed": "10"}
+    assert len(queue) == 10
+    assert set(queue["status"]) == {"open"}
+    reason = str(queue["reason_code"].iloc[0])
+    app.multiselect(key="queue_reason_code").set_value([reason])
+    _run(app)
+    narrowed = _table(app, "exception_id")
+    assert set(narrowed["reason_code"]) == {reason}
+    assert len(narrowed) == (queue["reason_code"] == reason).sum()
+    assert app.selectbox(key="order").value == narrowed["order_id"].iloc[0]
+
+
+def test_carriers_page(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    app = _run(_app(monkeypatch, "--db", str(db)), "page_carriers.py")
+
+    with duckdb.connect(str(db), read_only=True) as connection:
+        carriers = connection.execute(
+            """SELECT carrier_id, count(*), count(*) FILTER (WHERE coalesce(delivered_at,
+                      carrier_delivered_at) <= promised_delivery) / count(*) FILTER (WHERE
+                      coalesce(delivered_at, carrier_delivered_at) IS NOT NULL)
+               FROM shipments WHERE created_at IS NOT NULL GROUP BY 1 ORDER BY 1"""
+        ).fetchall()
+    by_carrier = _table(app, "carrier_id")
+    shown = by_carrier[["carrier_id", "shipments", "on_time_delivery_rate"]]
+    assert [tuple(row[:2]) for row in shown.itertuples(index=False)] == [c[:2] for c in carriers]
+    assert list(shown["on_time_delivery_rate"]) == pytest.approx([c[2] for c in carriers])
+    assert len(_table(app, "lane")) > len(by_carrier)
+    assert len(_charts(app)) == 2
+    assert [n.value for n in app.info] == ["No route alerts landed yet."]
+
+
+def test_data_quality_page_counts_every_dead_letter(
+    monkeypatch: pytest.MonkeyPatch, db: Path
+) -> None:
+    app = _run(_app(monkeypatch, "--db", str(db)), "page_quality.py")
+
+    with duckdb.connect(str(db), read_only=True) as connection:
+        dead_letters = connection.execute("SELECT count(*) FROM dead_letters").fetchall()[0][0]
+        raw = dict(connection.execute("SELECT dead_letter_id, raw FROM dead_letters").fetchall())
+    assert dead_letters == 268
+    assert _tiles(app) == {
+        "Dead letters": str(dead_letters),
+        "Data-quality results": "0",
+        "Failed checks": "0",
+    }
+    assert _table(app, "last_seen")["dead_letters"].sum() == dead_letters
+    newest = _table(app, "raw_preview")
+    for dead_letter_id, preview in newest[["dead_letter_id", "raw_preview"]].itertuples(
+        index=False
+    ):
+        assert preview == queries.raw_preview(raw[dead_letter_id])
+    assert [n.value for n in app.info] == ["No data-quality results landed yet."]
+
+
+@pytest.mark.parametrize(
+    "page", [None, "page_exceptions.py", "page_carriers.py", "page_quality.py"]
+)
+def test_missing_database_warns_on_every_page(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, page: str | None
+) -> None:
+    missing = tmp_path / "nothing-landed-yet.duckdb"
+
+    app = _run(_app(monkeypatch, "--db", str(missing)), page)
+
+    assert len(app.warning) == 1
+    assert "neither" in app.warning[0].value
+    assert str(missing) in app.warning[0].value
+    assert not app.metric
+    app.selectbox(key="time_range").set_value("dates")
+    _run(app)
+    assert "No landed data to pick dates from yet." in [c.value for c in app.sidebar.caption]
+    assert len(app.warning) == 1
+
+
+def test_database_locked_by_a_writer_warns_then_recovers(
+    monkeypatch: pytest.MonkeyPatch, db: Path, tmp_path: Path
+) -> None:
+    alone = tmp_path / "alone.duckdb"  # a landed file with no snapshot: the app opens it
+    shutil.copy(db, alone)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(alone)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "holding\n"
+        app = _run(_app(monkeypatch, "--db", str(alone)))
+        assert "lock" in app.warning[0].value
+        assert not app.metric
+    finally:
+        writer.kill()
+        writer.wait()
+
+    _run(app)
+    assert not app.warning
+    assert (
+        _tiles(app)["Line fill, first pass"]
+        == _expected_tiles(db, Selection())["Line fill, first pass"]
+    )
+    assert "Reading alone.duckdb directly" in app.caption[0].value
+
+
+def test_database_from_the_environment(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    app = _app(monkeypatch)
+    monkeypatch.setenv(DB_ENV, str(db))
+
+    _run(app)
+
+    assert _tiles(app) == _expected_tiles(db, Selection())
+
+
+def test_no_database_named_is_an_error_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = _run(_app(monkeypatch))
+
+    assert DB_ENV in app.error[0].value
+    assert not app.metric
+
+
+def test_snapshot_freshness_is_shown(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    app = _run(_app(monkeypatch, "--db", str(db)), "page_quality.py")
+
+    with duckdb.connect(str(db.with_name(db.name + ".snapshot")), read_only=True) as connection:
+        published, watermark = connection.execute(
+            "SELECT published_at, watermark FROM snapshot_info, landing_status"
+        ).fetchall()[0]
+    caption = " ".join(c.value for c in app.caption)
+    assert isinstance(published, datetime)
+    assert f"Snapshot published {published:%Y-%m-%d %H:%M:%S} UTC" in caption
+    assert f"newest event {watermark:%Y-%m-%d %H:%M:%S} UTC" in caption

@@ -1,0 +1,590 @@
+"""The dashboard's SQL, checked against the landed run and against independent SQL.
+
+Every query runs on the published snapshot (what the dashboard reads while the
+lander runs) and most also on the landed file itself; the expected numbers come from
+plain SQL over the aggregate tables and the KPI views, or from the full fact tables
+of the landed file.
+"""
+
+import shutil
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from allocflow.dashboards import data, queries
+from allocflow.dashboards.queries import Filters, QueueFilters, Selection
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(params=["snapshot", "landed"])
+def con(request: pytest.FixtureRequest, landed_run: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to the snapshot, then to the landed file."""
+    db = landed_run / "allocflow.duckdb"
+    path = db.with_name(db.name + ".snapshot") if request.param == "snapshot" else db
+    with duckdb.connect(str(path), read_only=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def landed(landed_run: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The landed file itself: every fact, not the snapshot's subset."""
+    with duckdb.connect(str(landed_run / "allocflow.duckdb"), read_only=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def reopened(landed_run: Path, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A copy of the snapshot whose ten first exceptions are open again, with two route alerts."""
+    copy = tmp_path / "reopened.duckdb"
+    shutil.copy(landed_run / "allocflow.duckdb.snapshot", copy)
+    with duckdb.connect(str(copy)) as connection:
+        connection.execute(
+            """UPDATE exceptions SET closed_at = NULL, resolution = NULL
+               WHERE exception_id IN (SELECT exception_id FROM exceptions
+                                      ORDER BY opened_at, exception_id LIMIT 10)"""
+        )
+        connection.execute(
+            """INSERT INTO route_alerts (alert_id, kind, severity, carrier_id, lane, detected_at,
+                                         detail)
+               VALUES ('ra-1', 'late', 'warning', 'CARR-A', 'DC-X>west', '2026-03-03 10:00', 'a'),
+                 ('ra-2', 'late', 'critical', 'CARR-B', 'DC-Y>west', '2026-03-03 11:00', 'b')"""
+        )
+    with duckdb.connect(str(copy), read_only=True) as connection:
+        yield connection
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> object:
+    rows = con.execute(sql, params or []).fetchall()
+    assert len(rows) == 1
+    return rows[0][0]
+
+
+def _kpis(con: duckdb.DuckDBPyConnection, filters: Filters) -> dict[str, object]:
+    frame = queries.overview_kpis(con, filters)
+    assert frame.height == 1
+    return frame.row(0, named=True)
+
+
+def _watermark(con: duckdb.DuckDBPyConnection) -> datetime:
+    watermark = queries.watermark_of(con)
+    assert watermark is not None
+    return watermark
+
+
+# --- overview tiles -------------------------------------------------------------------
+
+
+def test_unfiltered_rates_are_sums_over_the_aggregates(con: duckdb.DuckDBPyConnection) -> None:
+    kpis = _kpis(con, Filters())
+
+    lines = con.execute(
+        "SELECT sum(lines_first_full) / sum(lines_decided), "
+        "sum(lines_current_full) / sum(lines_active) FROM agg_line_fill"
+    ).fetchall()[0]
+    orders = con.execute(
+        "SELECT sum(orders_first_full) / sum(orders_decided), sum(orders_split) / "
+        "sum(orders_active), sum(orders_touchless) / sum(orders_decided) FROM agg_order_fill"
+    ).fetchall()[0]
+    on_time = _one(con, "SELECT sum(delivered_on_time) / sum(delivered) FROM agg_shipments")
+    assert kpis["line_fill_rate_first_pass"] == pytest.approx(lines[0])
+    assert kpis["line_fill_rate_current"] == pytest.approx(lines[1])
+    assert kpis["order_fill_rate_first_pass"] == pytest.approx(orders[0])
+    assert kpis["split_rate"] == pytest.approx(orders[1])
+    assert kpis["touchless_rate"] == pytest.approx(orders[2])
+    assert kpis["on_time_delivery_rate"] == pytest.approx(on_time)
+    assert kpis["lines_decided"] == _one(con, "SELECT count(*) FROM order_lines") == 1300
+    assert 0 < kpis["line_fill_rate_first_pass"] < 1  # type: ignore[operator]
+
+
+def test_region_filter_equals_the_view_filtered(con: duckdb.DuckDBPyConnection) -> None:
+    overall = _kpis(con, Filters())["line_fill_rate_first_pass"]
+    regions = [r for (r,) in con.execute("SELECT DISTINCT region FROM kpi_fill_rate").fetchall()]
+    shown = {}
+    for region in regions:
+        shown[region] = _kpis(con, Filters(regions=(region,)))["line_fill_rate_first_pass"]
+        expected = _one(
+            con,
+            "SELECT sum(lines_first_full) / sum(lines_decided) FROM kpi_fill_rate "
+            "WHERE period = 'day' AND region = ?",
+            [region],
+        )
+        assert shown[region] == pytest.approx(expected)
+    assert len(regions) >= 3
+    assert any(rate != pytest.approx(overall) for rate in shown.values())
+
+
+def test_several_dimensions_filter_together(con: duckdb.DuckDBPyConnection) -> None:
+    filters = Filters(regions=("west", "south"), channels=("edi",), tiers=("gold", "silver"))
+
+    kpis = _kpis(con, filters)
+
+    expected = con.execute(
+        """SELECT sum(orders_first_full) / sum(orders_decided), sum(orders_split) /
+                  sum(orders_active)
+           FROM agg_order_fill WHERE region IN ('west', 'south') AND channel = 'edi'
+             AND customer_tier IN ('gold', 'silver')"""
+    ).fetchall()[0]
+    assert kpis["order_fill_rate_first_pass"] == pytest.approx(expected[0])
+    assert kpis["split_rate"] == pytest.approx(expected[1])
+    assert kpis["orders_decided"] < _kpis(con, Filters())["orders_decided"]  # type: ignore[operator]
+
+
+def test_cycle_percentiles_equal_the_views_day_rows(con: duckdb.DuckDBPyConnection) -> None:
+    days = _one(con, "SELECT count(DISTINCT date_trunc('day', hour)) FROM hist_cycle_time")
+    assert days == 1, "the check below needs the data to span one day"
+    rows = con.execute(
+        """SELECT region, channel, customer_tier, stage, period_start, orders, p50_seconds,
+                  p90_seconds
+           FROM kpi_cycle_time WHERE period = 'day' ORDER BY ALL"""
+    ).fetchall()
+
+    checked = 0
+    for region, channel, tier, stage, day, orders, p50, p90 in rows:
+        filters = Filters(regions=(region,), channels=(channel,), tiers=(tier,))
+        trend = queries.cycle_time_trend(con, filters, "day").filter(stage=stage)
+        assert trend.rows() == [(day, stage, orders, p50, p90)]
+        if stage == "placed_to_delivered":
+            kpis = _kpis(con, filters)
+            assert (kpis["cycle_p50_seconds"], kpis["cycle_p90_seconds"]) == (p50, p90)
+            checked += 1
+    assert checked >= 20
+
+
+def test_cycle_time_over_everything_uses_the_views_rule(con: duckdb.DuckDBPyConnection) -> None:
+    kpis = _kpis(con, Filters())
+
+    buckets = con.execute(
+        """SELECT bucket, sum(orders) FROM hist_cycle_time WHERE stage = 'placed_to_delivered'
+           GROUP BY bucket ORDER BY bucket"""
+    ).fetchall()
+    total = sum(n for _, n in buckets)
+    running, p50_bucket = 0, None
+    for bucket, n in buckets:
+        running += n
+        if running >= 0.5 * total:
+            p50_bucket = bucket
+            break
+    assert p50_bucket is not None
+    assert kpis["cycle_p50_seconds"] == pytest.approx(2 ** ((p50_bucket + 1) / 16))
+    assert kpis["cycle_orders"] == total
+    assert kpis["cycle_p90_seconds"] > kpis["cycle_p50_seconds"]  # type: ignore[operator]
+
+
+def test_node_filter_applies_to_shipment_kpis_only(con: duckdb.DuckDBPyConnection) -> None:
+    everything = _kpis(con, Filters())
+    atlanta = _kpis(con, Filters(nodes=("DC-ATL",)))
+
+    expected = con.execute(
+        "SELECT sum(delivered_on_time) / sum(delivered), sum(shipments) FROM agg_shipments "
+        "WHERE node_id = 'DC-ATL'"
+    ).fetchall()[0]
+    assert atlanta["on_time_delivery_rate"] == pytest.approx(expected[0])
+    assert atlanta["shipments"] == expected[1]
+    assert atlanta["shipments"] < everything["shipments"]  # type: ignore[operator]
+    assert atlanta["line_fill_rate_first_pass"] == everything["line_fill_rate_first_pass"]
+
+
+def test_time_window_is_anchored_at_the_watermark(con: duckdb.DuckDBPyConnection) -> None:
+    watermark = _watermark(con)
+    week = Selection(time_range="7d").resolve(watermark)
+    day = Selection(time_range="24h").resolve(watermark)
+    first_hour = _one(con, "SELECT min(hour) FROM agg_line_fill")
+
+    assert week.end == watermark.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    assert _kpis(con, week) == _kpis(con, Filters())  # the run's events all lie in the last week
+    empty = _kpis(con, day)  # orders were placed days before the newest landed event
+    assert empty["lines_decided"] == 0
+    assert empty["line_fill_rate_first_pass"] is None
+    previous = week.previous()
+    assert previous is not None
+    assert _kpis(con, previous)["orders_decided"] == 0
+    assert isinstance(first_hour, datetime)
+    one_hour = Filters(start=first_hour, end=first_hour + timedelta(hours=1))
+    assert _kpis(con, one_hour)["lines_decided"] == _one(
+        con, "SELECT sum(lines_decided) FROM agg_line_fill WHERE hour = ?", [first_hour]
+    )
+
+
+def test_fill_and_split_trends_sum_the_hourly_view_rows(con: duckdb.DuckDBPyConnection) -> None:
+    fill = queries.fill_rate_trend(con, Filters(), "hour")
+    split = queries.split_rate_trend(con, Filters(), "hour")
+
+    expected_fill = con.execute(
+        """SELECT period_start, sum(lines_first_full) / sum(lines_decided),
+                  sum(orders_current_full) / sum(orders_active)
+           FROM kpi_fill_rate WHERE period = 'hour' GROUP BY 1 ORDER BY 1"""
+    ).fetchall()
+    expected_split = con.execute(
+        """SELECT period_start, sum(orders_split) / sum(orders_active)
+           FROM kpi_split_rate WHERE period = 'hour' GROUP BY 1 ORDER BY 1"""
+    ).fetchall()
+    got_fill = fill.select("period_start", "line_fill_rate_first_pass", "order_fill_rate_current")
+    assert [r[0] for r in got_fill.rows()] == [r[0] for r in expected_fill]
+    for got, expected in zip(got_fill.rows(), expected_fill, strict=True):
+        assert got[1:] == pytest.approx(expected[1:])
+    assert split["period_start"].to_list() == [r[0] for r in expected_split]
+    assert split["split_rate"].to_list() == pytest.approx([r[1] for r in expected_split])
+    daily = queries.split_rate_trend(con, Filters(), "day")
+    assert daily.height == 1
+    assert daily["orders_active"].sum() == split["orders_active"].sum()
+
+
+# --- exceptions -----------------------------------------------------------------------
+
+
+def test_open_exceptions_equal_the_aggregate(con: duckdb.DuckDBPyConnection) -> None:
+    now = queries.open_exceptions(con, Filters())["open_exceptions"].item()
+
+    assert now == _one(con, "SELECT sum(opened) - sum(closed) FROM agg_exceptions")
+    assert queries.exception_aging(con, Filters()).is_empty() == (now == 0)
+
+
+def test_open_exceptions_as_of_a_past_moment(landed: duckdb.DuckDBPyConnection) -> None:
+    spans = landed.execute("SELECT opened_at, closed_at FROM exceptions").fetchall()
+    moment = datetime(2026, 3, 2, 7, 30)
+
+    expected = sum(
+        1 for opened, closed in spans if opened <= moment and (closed is None or closed > moment)
+    )
+    counted = queries.open_exceptions(landed, Filters(), as_of=moment)["open_exceptions"].item()
+    assert counted == expected > 0
+    earliest = min(opened for opened, _ in spans) - timedelta(seconds=1)
+    assert queries.open_exceptions(landed, Filters(), as_of=earliest).item() == 0
+
+
+def test_aging_of_reopened_exceptions_equals_the_view(
+    reopened: duckdb.DuckDBPyConnection,
+) -> None:
+    aging = queries.exception_aging(reopened, Filters())
+
+    view = reopened.execute(
+        """SELECT reason_code, age_bucket, age_bucket_order, sum(open_exceptions),
+                  max(oldest_hours)
+           FROM kpi_exception_aging GROUP BY ALL ORDER BY age_bucket_order, reason_code"""
+    ).fetchall()
+    assert aging.rows() == view
+    assert aging["open_exceptions"].sum() == 10
+    assert queries.open_exceptions(reopened, Filters()).item() == 10
+
+
+def test_exception_filters_follow_the_order(reopened: duckdb.DuckDBPyConnection) -> None:
+    by_region = dict(
+        reopened.execute(
+            """SELECT o.region, count(*) FROM exceptions e JOIN orders o USING (order_id)
+               WHERE e.closed_at IS NULL GROUP BY 1"""
+        ).fetchall()
+    )
+    for region, expected in by_region.items():
+        filters = Filters(regions=(region,))
+        assert queries.open_exceptions(reopened, filters).item() == expected
+        assert queries.exceptions_queue(reopened, filters, QueueFilters()).height == expected
+        assert queries.exception_aging(reopened, filters)["open_exceptions"].sum() == expected
+
+
+def test_queue_lists_open_exceptions_oldest_first_with_their_age(
+    reopened: duckdb.DuckDBPyConnection,
+) -> None:
+    watermark = _watermark(reopened)
+
+    queue = queries.exceptions_queue(reopened, Filters(), QueueFilters())
+
+    assert queue.height == 10
+    assert set(queue["status"]) == {"open"}
+    assert queue["opened_at"].is_sorted()
+    for opened, age in queue.select("opened_at", "age_hours").rows():
+        assert age == pytest.approx((watermark - opened).total_seconds() / 3600, abs=0.005)
+    reason = queue["reason_code"][0]
+    narrowed = queries.exceptions_queue(reopened, Filters(), QueueFilters(reasons=(reason,)))
+    assert set(narrowed["reason_code"]) == {reason}
+    assert narrowed.height == (queue["reason_code"] == reason).sum()
+    approvers = queries.exceptions_queue(reopened, Filters(), QueueFilters(owners=("approver",)))
+    assert set(approvers["owner_role"]) <= {"approver"}
+
+
+def test_queue_with_closed_exceptions_lists_every_exception_of_the_week(
+    con: duckdb.DuckDBPyConnection, landed: duckdb.DuckDBPyConnection
+) -> None:
+    queue = queries.exceptions_queue(con, Filters(), QueueFilters(include_closed=True))
+
+    assert queue.height == _one(landed, "SELECT count(*) FROM exceptions") == 126
+    closed = queue.filter(status="closed")
+    hours = [
+        (c - o).total_seconds() / 3600 for o, c in closed.select("opened_at", "closed_at").rows()
+    ]
+    assert closed["age_hours"].to_list() == pytest.approx(hours, abs=0.005)
+    warnings = queries.exceptions_queue(
+        con, Filters(), QueueFilters(severities=("warning",), include_closed=True)
+    )
+    assert warnings.height == _one(
+        landed, "SELECT count(*) FROM exceptions WHERE severity = 'warning'"
+    )
+
+
+# --- one order ------------------------------------------------------------------------
+
+
+def _order_with_shipments_and_exceptions(landed: duckdb.DuckDBPyConnection) -> str:
+    order_id = _one(
+        landed,
+        """SELECT order_id FROM orders WHERE exceptions_opened > 0 AND shipments > 1
+           ORDER BY order_id LIMIT 1""",
+    )
+    assert isinstance(order_id, str)
+    return order_id
+
+
+def test_order_timeline_holds_every_event_once(
+    con: duckdb.DuckDBPyConnection, landed: duckdb.DuckDBPyConnection
+) -> None:
+    order_id = _order_with_shipments_and_exceptions(landed)
+
+    timeline = queries.order_timeline(con, order_id)
+
+    counts = dict(timeline.group_by("source").len().rows())
+    assert counts["decision"] == _one(
+        landed, "SELECT count(*) FROM allocation_decisions WHERE order_id = $1", [order_id]
+    )
+    assert counts["exception opened"] == _one(
+        landed, "SELECT count(*) FROM exceptions WHERE order_id = $1", [order_id]
+    )
+    assert counts["carrier event"] == _one(
+        landed,
+        """SELECT count(*) FROM carrier_events
+           WHERE shipment_id IN (SELECT shipment_id FROM shipments WHERE order_id = $1)""",
+        [order_id],
+    )
+    assert counts["input event"] == _one(
+        landed,
+        """SELECT count(*) FROM input_events
+           WHERE (order_id = $1
+                  OR shipment_id IN (SELECT shipment_id FROM shipments WHERE order_id = $1))
+             AND topic <> 'carrier-events'""",
+        [order_id],
+    )
+    assert timeline["occurred_at"].is_sorted()
+    assert timeline.row(0, named=True)["event"] == "order.placed"
+
+
+def test_order_decisions_show_rule_outcome_explanation_and_candidates(
+    con: duckdb.DuckDBPyConnection, landed: duckdb.DuckDBPyConnection
+) -> None:
+    order_id = _order_with_shipments_and_exceptions(landed)
+
+    decisions = queries.order_decisions(con, order_id)
+
+    expected = landed.execute(
+        """SELECT decision_id, rule, outcome, explanation,
+                  list_transform(candidates, lambda c: c.node_id)
+           FROM allocation_decisions WHERE order_id = $1""",
+        [order_id],
+    ).fetchall()
+    assert len(expected) == decisions.height > 0
+    shown = {row["decision_id"]: row for row in decisions.iter_rows(named=True)}
+    for decision_id, rule, outcome, explanation, nodes in expected:
+        row = shown[decision_id]
+        assert (row["rule"], row["outcome"], row["explanation"]) == (rule, outcome, explanation)
+        assert all(node in row["candidates"] for node in nodes)
+    summary = queries.order_summary(con, order_id)
+    assert summary["order_id"].to_list() == [order_id]
+    shipments = queries.order_shipments(con, order_id)
+    assert shipments.height == _one(
+        landed, "SELECT count(*) FROM shipments WHERE order_id = $1", [order_id]
+    )
+
+
+# --- carriers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("by", ["carrier_id", "lane"])
+def test_on_time_rates_equal_the_view(con: duckdb.DuckDBPyConnection, by: str) -> None:
+    rates = queries.on_time_by(con, Filters(), by)  # type: ignore[arg-type]
+
+    sql = f"""SELECT {by}, sum(shipments), sum(dispatched_on_time) / sum(dispatched),
+                     sum(delivered_on_time) / sum(delivered), sum(delivered_otif) / sum(delivered)
+              FROM kpi_on_time WHERE period = 'day' GROUP BY 1 ORDER BY 1"""
+    expected = con.execute(sql).fetchall()
+    got = rates.select(
+        by, "shipments", "on_time_dispatch_rate", "on_time_delivery_rate", "otif_rate"
+    ).rows()
+    assert [row[:2] for row in got] == [row[:2] for row in expected]
+    for row, want in zip(got, expected, strict=True):
+        assert row[2:] == pytest.approx(want[2:])
+
+
+def test_on_time_by_node_and_unknown_dimension(con: duckdb.DuckDBPyConnection) -> None:
+    rates = queries.on_time_by(con, Filters(nodes=("DC-NJ",)), "carrier_id")
+
+    assert rates["shipments"].sum() == _one(
+        con, "SELECT sum(shipments) FROM agg_shipments WHERE node_id = 'DC-NJ'"
+    )
+    with pytest.raises(ValueError, match="not 'node_id'"):
+        queries.on_time_by(con, Filters(), "node_id")  # type: ignore[arg-type]
+
+
+def test_route_alerts_newest_first(reopened: duckdb.DuckDBPyConnection) -> None:
+    alerts = queries.route_alerts(reopened)
+
+    assert alerts["alert_id"].to_list() == ["ra-2", "ra-1"]
+    assert queries.route_alerts(reopened, limit=1)["alert_id"].to_list() == ["ra-2"]
+
+
+# --- data quality ---------------------------------------------------------------------
+
+
+def test_dead_letter_counts_cover_every_dead_letter(
+    con: duckdb.DuckDBPyConnection, landed: duckdb.DuckDBPyConnection
+) -> None:
+    counts = queries.dead_letter_counts(con)
+
+    total = _one(landed, "SELECT count(*) FROM dead_letters")
+    assert counts["dead_letters"].sum() == total == 268
+    by_topic = dict(
+        landed.execute("SELECT source_topic, count(*) FROM dead_letters GROUP BY 1").fetchall()
+    )
+    for topic, expected in by_topic.items():
+        assert counts.filter(source_topic=topic)["dead_letters"].sum() == expected
+    assert counts["dead_letters"].is_sorted(descending=True)
+
+
+def test_newest_dead_letters_preview_their_raw_bytes(con: duckdb.DuckDBPyConnection) -> None:
+    newest = queries.newest_dead_letters(con, limit=25)
+
+    raw = dict(con.execute("SELECT dead_letter_id, raw FROM dead_letters").fetchall())
+    assert newest.height == 25
+    for dead_letter_id, preview in newest.select("dead_letter_id", "raw_preview").rows():
+        assert preview == queries.raw_preview(raw[dead_letter_id])
+        assert preview.startswith(raw[dead_letter_id][:20].decode("utf-8", errors="replace"))
+
+
+def test_raw_preview_replaces_bad_bytes_and_shortens() -> None:
+    assert queries.raw_preview(b"\xff\xfeok") == "\ufffd\ufffdok"
+    long = queries.raw_preview(b"x" * 1000)
+    assert long.endswith("…")
+    assert len(long) < 300
+
+
+def test_dq_counts_equal_the_results(
+    con: duckdb.DuckDBPyConnection, landed: duckdb.DuckDBPyConnection
+) -> None:
+    counts = queries.dq_result_counts(con)
+    newest = queries.newest_dq_results(con)
+
+    assert counts["results"].sum() == _one(landed, "SELECT count(*) FROM dq_results")
+    assert counts["failed"].sum() == _one(
+        landed, "SELECT count(*) FROM dq_results WHERE NOT success"
+    )
+    assert (counts["passed"] + counts["failed"] == counts["results"]).all()
+    assert newest.height == min(100, counts["results"].sum())
+
+
+# --- freshness, options ---------------------------------------------------------------
+
+
+def test_status_tells_snapshot_from_landed_file(landed_run: Path) -> None:
+    db = landed_run / "allocflow.duckdb"
+    for path, published in ((db.with_name(db.name + ".snapshot"), True), (db, False)):
+        with duckdb.connect(str(path), read_only=True) as connection:
+            row = queries.status(connection).row(0, named=True)
+            status = connection.execute(
+                "SELECT watermark, landed_at FROM landing_status"
+            ).fetchall()
+        assert (row["watermark"], row["landed_at"]) == status[0]
+        assert (row["published_at"] is not None) == published
+        assert row["first_hour"] <= row["last_hour"]
+
+
+def test_filter_options_are_the_landed_values(
+    con: duckdb.DuckDBPyConnection, landed: duckdb.DuckDBPyConnection
+) -> None:
+    options = queries.dimension_values(con)
+    fields = queries.exception_values(con)
+
+    for dimension, source in (
+        ("region", "orders"),
+        ("channel", "orders"),
+        ("customer_tier", "orders"),
+        ("node_id", "shipments"),
+    ):
+        sql = f"SELECT DISTINCT {dimension} FROM {source} WHERE {dimension} IS NOT NULL ORDER BY 1"
+        expected = [v for (v,) in landed.execute(sql).fetchall()]
+        assert options.filter(dimension=dimension)["value"].to_list() == expected
+    reasons = landed.execute("SELECT DISTINCT reason_code FROM exceptions ORDER BY 1").fetchall()
+    assert fields.filter(field="reason_code")["value"].to_list() == [v for (v,) in reasons]
+
+
+# --- pure helpers ---------------------------------------------------------------------
+
+
+def test_time_windows() -> None:
+    watermark = datetime(2026, 3, 8, 3, 3, 54)
+
+    assert queries.time_window("24h", watermark) == (
+        datetime(2026, 3, 7, 4),
+        datetime(2026, 3, 8, 4),
+    )
+    assert queries.time_window("7d", watermark) == (
+        datetime(2026, 3, 1, 4),
+        datetime(2026, 3, 8, 4),
+    )
+    assert queries.time_window("all", watermark) == (None, None)
+    assert queries.time_window("7d", None) == (None, None)
+    assert queries.time_window("dates", watermark, (date(2026, 3, 2), date(2026, 3, 2))) == (
+        datetime(2026, 3, 2),
+        datetime(2026, 3, 3),
+    )
+    assert queries.time_window("dates", watermark) == (None, None)
+
+
+def test_previous_window_and_exceptions_baseline() -> None:
+    watermark = datetime(2026, 3, 8, 3, 3)
+    day = Selection(time_range="24h").resolve(watermark)
+    past = Selection(time_range="dates", dates=(date(2026, 3, 2), date(2026, 3, 3))).resolve(
+        watermark
+    )
+
+    assert day.previous() == Filters(start=datetime(2026, 3, 6, 4), end=datetime(2026, 3, 7, 4))
+    assert Filters().previous() is None
+    assert queries.exceptions_baseline(day, watermark) == day.start
+    assert queries.exceptions_baseline(past, watermark) is None
+    assert queries.exceptions_baseline(Filters(), watermark) is None
+
+
+def test_trend_grain_follows_the_span_of_the_data_shown() -> None:
+    first, last = datetime(2026, 1, 1), datetime(2026, 3, 1)
+
+    assert queries.trend_grain(Filters(), first, last) == "day"
+    week = Filters(start=datetime(2026, 2, 20), end=datetime(2026, 2, 27))
+    assert queries.trend_grain(week, first, last) == "hour"
+    assert queries.trend_grain(Filters(), None, None) == "hour"
+
+
+def test_dashboard_db_comes_from_argv_then_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(data.DB_ENV, str(tmp_path / "env.duckdb"))
+
+    assert data.dashboard_db(["--db", "x.duckdb"]) == Path("x.duckdb")
+    assert data.dashboard_db(["--dbx", "y"]) == tmp_path / "env.duckdb"
+    monkeypatch.delenv(data.DB_ENV)
+    assert data.dashboard_db([]) is None
+
+
+def test_source_is_the_snapshot_when_published(landed_run: Path, tmp_path: Path) -> None:
+    db = landed_run / "allocflow.duckdb"
+    alone = tmp_path / "alone.duckdb"
+    shutil.copy(db, alone)
+
+    assert data.source_of(db) == db.with_name(db.name + ".snapshot")
+    assert data.source_of(alone) == alone
+    with data.read_only(alone) as (connection, source):
+        assert source == alone
+        assert queries.status(connection)["published_at"].item() is None
+    with (
+        pytest.raises(data.DataUnavailableError, match=r"neither .* nor its snapshot"),
+        data.read_only(tmp_path / "missing.duckdb"),
+    ):
+        pass
