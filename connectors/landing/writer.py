@@ -87,7 +87,7 @@ class DuckDBWriter:
             duckdb.IOException: Another process holds the file.
         """
         self.path = path
-        self._con = duckdb.connect(str(path))
+        self._con = _connect(path)
         self._con.execute("SET enable_progress_bar = false")
         create_fact_tables(self._con)
         check_schema_version(self._con)
@@ -392,6 +392,23 @@ _LATE_LATENCY = (
     "UPDATE allocation_decisions SET latency_ms = b_latency.latency_ms FROM b_latency "
     "WHERE allocation_decisions.decision_id = b_latency.decision_id"
 )
+
+
+_OPEN_RETRY_S = 5.0
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open the file read-write, retrying while a reader briefly holds it (dashboards
+    reading the file itself, before the first snapshot exists).
+    """
+    deadline = time.monotonic() + _OPEN_RETRY_S
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _latency_ms(ingested: datetime | None, produced: datetime | None) -> float | None:
