@@ -398,8 +398,9 @@ _OPEN_RETRY_S = 5.0
 
 
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open the file read-write, retrying while a reader briefly holds it (dashboards
-    reading the file itself, before the first snapshot exists).
+    """Open the file read-write, retrying while a reader briefly holds it.
+
+    Dashboards read the file itself until the first snapshot exists.
     """
     deadline = time.monotonic() + _OPEN_RETRY_S
     while True:
