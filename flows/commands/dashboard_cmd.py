@@ -5,13 +5,12 @@ import sys
 import threading
 from pathlib import Path
 
+from allocflow.connectors.landing.snapshot import snapshot_path
 from allocflow.dashboards.server import DashboardStartError, StreamlitServer
 from allocflow.flows.commands.broker_cmd import stop_signals
 from allocflow.flows.settings import Settings
 
 _LIVENESS_CHECK_S = 0.5
-_SNAPSHOT_SUFFIX = ".snapshot"
-"""The landing publishes its read-only snapshot of ``PATH`` at ``PATH`` + this suffix."""
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -24,7 +23,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--db",
         type=Path,
         required=True,
-        help=f"the landing's DuckDB file (it or its published PATH{_SNAPSHOT_SUFFIX} must exist)",
+        help="the landing's DuckDB file (it or its published PATH.snapshot must exist)",
     )
     parser.add_argument("--port", type=int, default=8501, help="TCP port (0 picks a free one)")
     parser.add_argument("--address", default="127.0.0.1", help="address to listen on")
@@ -34,7 +33,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def run(args: argparse.Namespace, _settings: Settings) -> int:
     """Check the database, serve the dashboard, print its URL, wait for a stop signal."""
     db: Path = args.db.resolve()
-    snapshot = db.with_name(db.name + _SNAPSHOT_SUFFIX)
+    snapshot = snapshot_path(db)
     if not db.exists() and not snapshot.exists():
         print(
             f"allocflow dashboard: neither {db} nor its snapshot {snapshot} exists; "
