@@ -36,7 +36,8 @@ def test_run_with_db_lands_every_topic_once_and_a_restart_resumes(
     monkeypatch.setenv("ALLOCFLOW_BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
     kafka_broker.create_topics(names.values(), partitions=4)
     simulate = ["simulate", "--seed", "5", "--orders", "150", "--faults", "all"]
-    assert main([*simulate, "--fault-rate", "0.01"]) == 0
+    manifest = str(tmp_path / "manifest.json")
+    assert main([*simulate, "--fault-rate", "0.01", "--manifest", manifest]) == 0
     assert main([*simulate, "--fault-rate", "0.01", "--out", str(tmp_path / "in")]) == 0
     db = tmp_path / "kafka.duckdb"
 
