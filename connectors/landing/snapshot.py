@@ -22,7 +22,6 @@ import duckdb
 
 from allocflow.connectors.landing.aggregates import AGGREGATES, MACROS
 from allocflow.connectors.landing.kpi_views import SUMMARY_VIEWS, create_views
-from allocflow.connectors.landing.schema import FACT_TABLES
 
 RECENT_ORDERS = 5000
 """Most recent orders (by placement time) copied besides those with exceptions."""
@@ -151,8 +150,3 @@ def _finish(building: Path) -> datetime:
     finally:
         snap.close()
     return published_at
-
-
-def missing_tables() -> list[str]:
-    """Fact tables a snapshot leaves out (they serve only the writer)."""
-    return [t for t in FACT_TABLES if t not in _SELECTIONS]
