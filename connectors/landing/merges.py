@@ -10,6 +10,8 @@ writer filters staging frames down to new event and decision ids first.
 
 from collections.abc import Iterable
 
+from allocflow.connectors.landing.staging import SHIPMENT_EARLIEST, SHIPMENT_FIRST
+
 
 def _insert(table: str, columns: Iterable[str], frame: str, conflict: str) -> str:
     names = ", ".join(columns)
@@ -153,30 +155,12 @@ EXCEPTIONS = _insert(
     ),
 )
 
-_SHIPMENT_FIRST = (
-    "order_id",
-    "node_id",
-    "carrier_id",
-    "lane",
-    "dispatch_cutoff",
-    "promised_delivery",
-    "units",
-    "tracking_no",
-)
-_SHIPMENT_EARLIEST = (
-    "created_at",
-    "picked_at",
-    "dispatched_at",
-    "delivered_at",
-    "carrier_delivered_at",
-    "first_scan_at",
-)
 SHIPMENTS = _insert(
     "shipments",
     (
         "shipment_id",
-        *_SHIPMENT_FIRST,
-        *_SHIPMENT_EARLIEST,
+        *SHIPMENT_FIRST,
+        *SHIPMENT_EARLIEST,
         "last_scan_at",
         "short_units",
         "scans",
@@ -187,8 +171,8 @@ SHIPMENTS = _insert(
     _on_conflict(
         "shipment_id",
         [
-            *_keep_first("shipments", _SHIPMENT_FIRST),
-            *_earliest("shipments", _SHIPMENT_EARLIEST),
+            *_keep_first("shipments", SHIPMENT_FIRST),
+            *_earliest("shipments", SHIPMENT_EARLIEST),
             "last_scan_at = greatest(shipments.last_scan_at, excluded.last_scan_at)",
             "short_units = shipments.short_units + excluded.short_units",
             "scans = shipments.scans + excluded.scans",

@@ -225,41 +225,15 @@ def _stage_cancelled(event: OrderCancelled, frames: dict[str, list[Row]]) -> Non
 
 
 def _shipment_row(event: EventEnvelope, order_id: str | None, **columns: Any) -> Row:
-    row: Row = dict.fromkeys(_SHIPMENT_COLUMNS)
-    row.update(
-        event_id=event.event_id,
-        shipment_id=getattr(event, "shipment_id", None),
-        order_id=order_id,
-        short_units=0,
-        scans=0,
-    )
-    row.update(columns)
-    return row
-
-
-_SHIPMENT_COLUMNS = (
-    "event_id",
-    "shipment_id",
-    "order_id",
-    "node_id",
-    "carrier_id",
-    "lane",
-    "dispatch_cutoff",
-    "promised_delivery",
-    "units",
-    "created_at",
-    "picked_at",
-    "dispatched_at",
-    "delivered_at",
-    "carrier_delivered_at",
-    "short_units",
-    "tracking_no",
-    "first_scan_at",
-    "last_scan_at",
-    "scans",
-    "latest_eta",
-    "eta_at",
-)
+    """One event's contribution to a shipment row; absent columns stage as null."""
+    return {
+        "event_id": event.event_id,
+        "shipment_id": getattr(event, "shipment_id", None),
+        "order_id": order_id,
+        "short_units": 0,
+        "scans": 0,
+        **columns,
+    }
 
 
 def _stage_shipment_created(event: ShipmentCreated, frames: dict[str, list[Row]]) -> None:

@@ -281,7 +281,7 @@ def exceptions(records: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-_SHIPMENT_FIRST = (
+SHIPMENT_FIRST = (
     "order_id",
     "node_id",
     "carrier_id",
@@ -291,7 +291,8 @@ _SHIPMENT_FIRST = (
     "units",
     "tracking_no",
 )
-_SHIPMENT_EARLIEST = (
+"""Shipment columns whose first known value wins."""
+SHIPMENT_EARLIEST = (
     "created_at",
     "picked_at",
     "dispatched_at",
@@ -299,13 +300,14 @@ _SHIPMENT_EARLIEST = (
     "carrier_delivered_at",
     "first_scan_at",
 )
+"""Shipment times whose earliest value wins."""
 
 
 def shipments(events: pl.DataFrame) -> pl.DataFrame:
     """One row per shipment from its events in the batch."""
     return events.group_by("shipment_id", maintain_order=True).agg(
-        *[pl.col(c).drop_nulls().first() for c in _SHIPMENT_FIRST],
-        *[pl.col(c).min() for c in _SHIPMENT_EARLIEST],
+        *[pl.col(c).drop_nulls().first() for c in SHIPMENT_FIRST],
+        *[pl.col(c).min() for c in SHIPMENT_EARLIEST],
         pl.col("last_scan_at").max(),
         pl.col("short_units").sum().cast(pl.Int32),
         pl.col("scans").sum().cast(pl.Int32),
