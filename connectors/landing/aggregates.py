@@ -12,6 +12,7 @@ equals :func:`recompute_sql` over the whole entity table; a test proves it after
 incremental runs, and ``docs/kpis.md`` states each formula.
 """
 
+import re
 from dataclasses import dataclass
 
 import duckdb
@@ -261,3 +262,17 @@ def create_aggregates(con: duckdb.DuckDBPyConnection) -> None:
 def aggregates_of(entity: str) -> tuple[Aggregate, ...]:
     """The aggregates fed by one entity table."""
     return tuple(a for a in AGGREGATES if a.entity == entity)
+
+
+def columns_read(entity: str) -> tuple[str, ...]:
+    """The entity columns its aggregates read (``e.<column>`` in their SQL), sorted.
+
+    Example:
+        >>> columns_read("exceptions")
+        ('closed_at', 'opened_at', 'owner_role', 'reason_code', 'severity')
+    """
+    sql = " ".join(
+        " ".join([*a.keys.values(), *a.measures.values(), a.where, a.expand])
+        for a in aggregates_of(entity)
+    )
+    return tuple(sorted(set(re.findall(r"\be\.(\w+)", sql))))

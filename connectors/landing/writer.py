@@ -29,7 +29,11 @@ import duckdb
 import polars as pl
 
 from allocflow.connectors.landing import merges, staging
-from allocflow.connectors.landing.aggregates import aggregates_of, create_aggregates
+from allocflow.connectors.landing.aggregates import (
+    aggregates_of,
+    columns_read,
+    create_aggregates,
+)
 from allocflow.connectors.landing.kpi_views import create_views
 from allocflow.connectors.landing.records import LandingRecord, rows_of, utc
 from allocflow.connectors.landing.schema import (
@@ -296,9 +300,10 @@ class DuckDBWriter:
             if not touched[entity]:
                 continue
             affected, keys = ENTITIES[entity]
+            columns = ", ".join(dict.fromkeys([*keys, *columns_read(entity)]))
             self._con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {when}_{entity} AS SELECT t.* FROM {entity} AS t "
-                f"SEMI JOIN {affected} USING ({', '.join(keys)})"
+                f"CREATE OR REPLACE TEMP TABLE {when}_{entity} AS SELECT {columns} "
+                f"FROM {entity} SEMI JOIN {affected} USING ({', '.join(keys)})"
             )
 
     def _merge(self, stage: dict[str, pl.DataFrame], *, summarise: bool) -> None:
