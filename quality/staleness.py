@@ -1,0 +1,67 @@
+"""Stale sources: a feed, or a warehouse (node), silent for too long in event time.
+
+A source is stale when the gates' watermark (the latest event time over all feeds)
+is more than its threshold past the last event from it. It is reported once, and
+can be reported again after an event from it arrives.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from allocflow.models.dq_alerts import DqCheck
+from allocflow.models.envelope import EventEnvelope
+from allocflow.models.vocabulary import Severity
+from allocflow.quality.alerts import Finding
+
+_FEED = "feed"
+_NODE = "node_id"
+
+
+@dataclass
+class _LastSeen:
+    at: datetime
+    feed: str
+    reported: bool = False
+
+
+class StaleSourceCheck:
+    """Remembers when each feed and node was last heard from."""
+
+    def __init__(self, feed_after: timedelta, node_after: timedelta) -> None:
+        """Report feeds silent for ``feed_after`` and nodes silent for ``node_after``."""
+        self._after = {_FEED: feed_after, _NODE: node_after}
+        self._last: dict[tuple[str, str], _LastSeen] = {}
+
+    def observe(self, feed: str, event: EventEnvelope) -> None:
+        """Note that ``feed``, and the node ``event`` names if any, were heard from."""
+        self._heard(_FEED, feed, feed, event.event_time)
+        node_id = getattr(event, _NODE, None)
+        if node_id is not None:
+            self._heard(_NODE, node_id, feed, event.event_time)
+
+    def due(self, watermark: datetime) -> list[Finding]:
+        """Return a finding for every source newly stale at ``watermark``."""
+        findings: list[Finding] = []
+        for (kind, name), last in self._last.items():
+            silence = watermark - last.at
+            if not last.reported and silence > self._after[kind]:
+                last.reported = True
+                findings.append(self._finding(kind, name, last, silence))
+        return findings
+
+    def _heard(self, kind: str, name: str, feed: str, at: datetime) -> None:
+        last = self._last.get((kind, name))
+        if last is None or at > last.at:
+            self._last[kind, name] = _LastSeen(at, feed)
+
+    def _finding(self, kind: str, name: str, last: _LastSeen, silence: timedelta) -> Finding:
+        what = f"feed {name}" if kind == _FEED else f"node {name} (last named on {last.feed})"
+        return Finding(
+            check=DqCheck.STALE_FEED,
+            rule=f"silent_{kind}",
+            severity=Severity.CRITICAL if kind == _FEED else Severity.WARNING,
+            feed=last.feed,
+            detail=f"no event from {what} since {last.at.isoformat()}: silent for {silence}, "
+            f"threshold {self._after[kind]}",
+            entity={kind: name, "last_event_time": last.at.isoformat()},
+        )
