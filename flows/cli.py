@@ -19,6 +19,7 @@ from allocflow.flows.commands import (
     demo,
     land_cmd,
     policy_cmd,
+    quality_cmd,
     run_cmd,
     schema,
     settings_cmd,
@@ -46,6 +47,7 @@ _REGISTRARS: tuple[_Registrar, ...] = (
     demo.register,
     dashboard_cmd.register,
     land_cmd.register,
+    quality_cmd.register,
 )
 
 
