@@ -183,12 +183,23 @@ class ExpectationRunner:
             NothingLandedError: The database has no watermark yet.
         """
         window = Window(landing_watermark(con), window_hours)
+        self._forget_validations()
         fresh_after = window.end - timedelta(hours=fresh_hours)
         outcomes = tuple(
             self.validate(suite, read_batch(con, suite, window), window, fresh_after)
             for suite in self._suites
         )
         return QualityRun(window, outcomes)
+
+    def _forget_validations(self) -> None:
+        """Drop the validation results GX stored in memory for earlier runs.
+
+        GX stores every validation result in the context; a long-lived runner would
+        grow with each run, and data docs are meant to show the latest run.
+        """
+        store = self._context.validation_results_store
+        for key in store.list_keys():
+            store.remove_key(key)
 
     def validate(
         self, suite: TableSuite, batch: PandasFrame, window: Window, fresh_after: datetime
@@ -219,7 +230,7 @@ class ExpectationRunner:
         return TableOutcome(suite.table, len(batch), seconds, results)
 
     def build_docs(self, directory: Path) -> Path:
-        """Write GX data docs of this process's validations into ``directory``.
+        """Write GX data docs of the suites and the latest run into ``directory``.
 
         Args:
             directory: Where the static site goes (created if missing).

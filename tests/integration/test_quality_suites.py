@@ -186,6 +186,9 @@ def test_results_are_written_and_a_rerun_is_idempotent(
     )
     windowed = _run(runner, db, window_hours=6)
     assert not {r.result_id for r in windowed.results()} & {r.result_id for r in first.results()}
+    # GX keeps validation results in memory: only the latest run's are kept (and documented)
+    runner.build_docs(tmp_path / "docs")
+    assert len(list((tmp_path / "docs" / "validations").rglob("*.html"))) == len(windowed.tables)
 
 
 def _dq_rows(db: Path) -> int:
