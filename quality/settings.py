@@ -18,11 +18,11 @@ class GateSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dedupe_window: int = Field(
-        default=10_000,
+        default=100_000,
         ge=1,
         le=10_000_000,
-        description="Event ids remembered per feed; a redelivery within the last this many "
-        "ids of its feed is dropped as a duplicate.",
+        description="Event ids remembered per feed (about 170 bytes each); a redelivery "
+        "within the last this many distinct ids of its feed is dropped as a duplicate.",
     )
     allowed_lateness: timedelta = Field(
         default=timedelta(0),

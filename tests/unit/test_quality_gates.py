@@ -106,7 +106,7 @@ def test_settings_defaults() -> None:
         settings.entity_memory,
         settings.sample_chars,
     ) == (
-        10_000,
+        100_000,
         timedelta(0),
         timedelta(hours=1),
         timedelta(hours=24),
