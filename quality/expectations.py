@@ -238,17 +238,18 @@ class ExpectationRunner:
         Returns:
             The site's ``index.html``.
         """
-        self._context.add_data_docs_site(
-            DOCS_SITE,
-            {
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(directory.resolve()),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        site = {
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(directory.resolve()),
             },
-        )
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
+        if DOCS_SITE in self._context.get_site_names():
+            self._context.update_data_docs_site(DOCS_SITE, site)
+        else:
+            self._context.add_data_docs_site(DOCS_SITE, site)
         self._context.build_data_docs(site_names=[DOCS_SITE])
         return directory / "index.html"
 

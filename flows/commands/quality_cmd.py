@@ -1,10 +1,10 @@
 """``allocflow quality run``: validate the landed tables with the expectation suites.
 
 Reads the published snapshot when there is one (the lander holds the main file),
-else the main file read-only; validates a window of each table with Great
-Expectations; prints a report; writes the results into the main file's
-``dq_results`` when no writer holds it. Exits 0 when every expectation passed, 1
-when one failed, 2 on bad options or an unreadable database.
+else (or with ``--no-snapshot``) the main file read-only; validates a window of
+each table with Great Expectations; prints a report; writes the results into the
+main file's ``dq_results`` when no writer holds it. Exits 0 when every expectation
+passed, 1 when one failed, 2 on bad options or an unreadable database.
 
 Great Expectations is imported only when the command runs: its import takes seconds.
 """
@@ -26,6 +26,13 @@ DEFAULT_FRESH_HOURS = 24.0
 """A feed whose newest event is older than this (before the watermark) is stale."""
 
 
+SNAPSHOT_NOTE = (
+    "Read the lander's snapshot: it holds the recent orders and their rows, not rows "
+    "outside them (such as a shipment whose order never landed); add --no-snapshot to "
+    "validate the file itself while the lander is stopped."
+)
+
+
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add the ``quality`` sub-command and its ``run`` action."""
     parser = subparsers.add_parser(
@@ -39,8 +46,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="validate the landed tables with the Great Expectations suites",
         description="Validate each landed table (its rows of the event-time window ending at "
         "the landing watermark, or all rows) with its expectation suite, print a report and "
-        "write the results into dq_results. Reads PATH.snapshot when the lander publishes one. "
-        "Exit status: 0 all passed, 1 an expectation failed, 2 bad options.",
+        "write the results into dq_results. Reads PATH.snapshot when the lander publishes one "
+        "(unless --no-snapshot). Exit status: 0 all passed, 1 an expectation failed, 2 bad "
+        "options.",
     )
     run_parser.add_argument("--db", type=Path, required=True, help="the landed DuckDB file")
     run_parser.add_argument(
@@ -54,6 +62,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         type=float,
         default=DEFAULT_FRESH_HOURS,
         help="a feed is stale when its newest event is older than this before the watermark",
+    )
+    run_parser.add_argument(
+        "--no-snapshot",
+        action="store_true",
+        help="validate PATH itself even when PATH.snapshot exists (not while the lander runs)",
     )
     run_parser.add_argument("--html", type=Path, help="write GX data docs into this directory")
     run_parser.add_argument(
@@ -73,7 +86,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: ARG001 - 
         NothingLandedError,
     )
 
-    source = _source(args.db)
+    source = args.db if args.no_snapshot else _source(args.db)
     runner = ExpectationRunner()
     try:
         with duckdb.connect(source, read_only=True) as con:
@@ -82,6 +95,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:  # noqa: ARG001 - 
         print(f"allocflow quality run: cannot validate {source}: {error}", file=sys.stderr)
         return 2
     print(report(result, source))
+    if source != args.db:
+        print(SNAPSHOT_NOTE)
     if args.html is not None:
         print(f"GX data docs: {runner.build_docs(args.html)}")
     if not args.no_write:

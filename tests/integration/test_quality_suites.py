@@ -187,8 +187,9 @@ def test_results_are_written_and_a_rerun_is_idempotent(
     windowed = _run(runner, db, window_hours=6)
     assert not {r.result_id for r in windowed.results()} & {r.result_id for r in first.results()}
     # GX keeps validation results in memory: only the latest run's are kept (and documented)
-    runner.build_docs(tmp_path / "docs")
-    assert len(list((tmp_path / "docs" / "validations").rglob("*.html"))) == len(windowed.tables)
+    for docs in (tmp_path / "docs", tmp_path / "docs-again"):
+        assert runner.build_docs(docs) == docs / "index.html"
+        assert len(list((docs / "validations").rglob("*.html"))) == len(windowed.tables)
 
 
 def _dq_rows(db: Path) -> int:
@@ -207,12 +208,13 @@ def test_command_exit_codes_report_and_html(
     out = capsys.readouterr().out
     assert f"Validated {snapshot_path(db)}, all rows up to " in out
     assert "70 expectations, 70 passed, 0 failed" in out
+    assert "Read the lander's snapshot" in out
     assert "Wrote 70 results into dq_results" in out
     assert "allocation_decisions" in (html / "index.html").read_text()
-    snapshot_path(db).unlink()
-    assert main(["quality", "run", "--db", str(db)]) == 1
+    assert main(["quality", "run", "--db", str(db), "--no-snapshot"]) == 1
     out = capsys.readouterr().out
     assert f"Validated {db}, all rows up to " in out
+    assert "snapshot" not in out
     orphans, shipments = _count(db, ORPHAN_SHIPMENTS), _count(db, "SELECT count(*) FROM shipments")
     assert f"shipments ({shipments:,} rows, " in out
     assert f"[warning] {NOT_NULL}(created_at): {orphans} of {shipments} rows unexpected" in out
