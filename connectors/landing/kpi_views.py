@@ -227,6 +227,15 @@ SELECT origin, check_name, feed, severity, count(*) AS results,
        count(*) FILTER (WHERE NOT success) AS failures, max(detected_at) AS last_detected
 FROM dq_results GROUP BY ALL
 """,
+    "feed_freshness": """
+CREATE OR REPLACE VIEW feed_freshness AS
+SELECT topic AS feed, source, node_id, count(*) AS events, max(event_time) AS last_event_time,
+       max(ingested_at) AS last_ingested_at,
+       (SELECT watermark FROM landing_status WHERE id = 1) AS watermark,
+       date_diff('second', max(event_time), (SELECT watermark FROM landing_status WHERE id = 1))
+           / 3600.0 AS hours_behind_watermark
+FROM input_events GROUP BY ALL
+""",
     "fact_counts": """
 CREATE OR REPLACE VIEW fact_counts AS
 SELECT 'orders' AS fact, count(*) AS landed FROM orders
