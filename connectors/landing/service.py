@@ -10,9 +10,11 @@ published snapshot.
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import duckdb
 
 from allocflow.connectors.landing.records import LandingRecord
 from allocflow.connectors.landing.snapshot import Publication, publish_snapshot
@@ -52,24 +54,48 @@ class LandingTotals:
         return self.records / self.landing_seconds if self.landing_seconds else 0.0
 
 
+@dataclass(frozen=True)
+class PeriodicTask:
+    """Work that needs the writer's connection, run between batches on a schedule.
+
+    The expectation suites run this way: only the writer may write ``dq_results``.
+
+    Attributes:
+        name: Name for the log.
+        every_s: Seconds between runs (the first runs after the first batch).
+        run: The work; returns a one-line summary for the log.
+    """
+
+    name: str
+    every_s: float
+    run: Callable[[duckdb.DuckDBPyConnection], str]
+
+
 class Lander:
     """Lands batches with one writer and publishes a snapshot at most every few seconds."""
 
     def __init__(
-        self, writer: DuckDBWriter, snapshot: Path | None, publish_every_s: float = 1.5
+        self,
+        writer: DuckDBWriter,
+        snapshot: Path | None,
+        publish_every_s: float = 1.5,
+        tasks: Sequence[PeriodicTask] = (),
     ) -> None:
-        """Land with ``writer``; publish to ``snapshot`` (None: never)."""
+        """Land with ``writer``; publish to ``snapshot`` (None: never); run ``tasks``."""
         self.writer = writer
         self.totals = LandingTotals()
         self._snapshot = snapshot
         self._publish_every_s = publish_every_s
         self._published_at = float("-inf")
         self._unpublished = False
+        self._tasks = tuple(tasks)
+        self._task_due = dict.fromkeys((t.name for t in self._tasks), float("-inf"))
 
     def land_batches(self, batches: Iterable[list[LandingRecord]]) -> LandingTotals:
         """Land every batch, then publish a final snapshot."""
         for batch in batches:
             self._land(batch)
+        self._run_due_tasks(force=True)
         self.publish()
         return self.totals
 
@@ -94,6 +120,26 @@ class Lander:
         self.publish()
         return self.totals
 
+    def _run_due_tasks(self, *, force: bool = False) -> None:
+        """Run the tasks that are due (all of them when ``force``), logging failures.
+
+        A failing task is logged and retried at its next slot: validation trouble
+        must not stop landing.
+        """
+        for task in self._tasks:
+            if not force and time.monotonic() < self._task_due[task.name]:
+                continue
+            self._task_due[task.name] = time.monotonic() + task.every_s
+            started = time.perf_counter()
+            try:
+                summary = task.run(self.writer.connection)
+            except Exception:
+                _LOG.exception("%s failed; it runs again in %.0f s", task.name, task.every_s)
+                self._roll_back_leftovers()
+                continue
+            self._unpublished = True
+            _LOG.info("%s in %.1f s: %s", task.name, time.perf_counter() - started, summary)
+
     def publish(self) -> None:
         """Publish a snapshot now, if there is somewhere to publish it."""
         if self._snapshot is None:
@@ -104,6 +150,13 @@ class Lander:
         self._published_at = time.monotonic()
         self._unpublished = False
         _LOG.debug("snapshot published in %.3f s", publication.seconds)
+
+    def _roll_back_leftovers(self) -> None:
+        """End a transaction a failed task may have left open, so landing goes on."""
+        try:
+            self.writer.connection.rollback()
+        except duckdb.TransactionException:
+            return
 
     def _land(self, batch: list[LandingRecord]) -> None:
         report = self.writer.land(batch)
@@ -116,6 +169,7 @@ class Lander:
             report.new_decisions,
             report.seconds,
         )
+        self._run_due_tasks()
         if time.monotonic() - self._published_at >= self._publish_every_s:
             self.publish()
 

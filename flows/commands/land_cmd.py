@@ -10,11 +10,12 @@ from pathlib import Path
 import duckdb
 
 from allocflow.connectors.landing.schema import SchemaMismatchError
-from allocflow.connectors.landing.service import Lander, LandingTotals
+from allocflow.connectors.landing.service import Lander, LandingTotals, PeriodicTask
 from allocflow.connectors.landing.snapshot import snapshot_path
 from allocflow.connectors.landing.sources import KafkaLandingSource, file_batches
 from allocflow.connectors.landing.writer import DuckDBWriter
 from allocflow.flows.commands.broker_cmd import stop_signals
+from allocflow.flows.commands.quality_cmd import DEFAULT_FRESH_HOURS
 from allocflow.flows.settings import Settings
 from allocflow.models.topics import InputTopic, OutputTopic
 
@@ -49,6 +50,18 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="Kafka: stop after this many seconds without a new message",
     )
     parser.add_argument("--no-snapshot", action="store_true", help="do not publish a snapshot")
+    parser.add_argument(
+        "--quality-every",
+        type=float,
+        help="run the expectation suites every this many seconds (off by default); "
+        "their results land in dq_results and reach the dashboard",
+    )
+    parser.add_argument(
+        "--quality-window-hours",
+        type=float,
+        default=6.0,
+        help="event-time window the scheduled suites validate (default 6)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -64,8 +77,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"allocflow land: cannot open {args.db}: {error}", file=sys.stderr)
         return 2
     snapshot = None if args.no_snapshot else snapshot_path(args.db)
+    tasks = [] if args.quality_every is None else [_expectations_task(args)]
     with writer:
-        lander = Lander(writer, snapshot, args.publish_every)
+        lander = Lander(writer, snapshot, args.publish_every, tasks)
         started = time.perf_counter()
         if args.input is not None:
             totals = land_files(lander, args.input, args.out, args.batch_size)
@@ -113,6 +127,28 @@ def _stop_when_idle(lander: Lander, stop: threading.Event, idle_s: float) -> Non
     threading.Thread(target=watch, name="land-idle-watch", daemon=True).start()
 
 
+def _expectations_task(args: argparse.Namespace) -> PeriodicTask:
+    """The expectation suites over the recent window, written by the lander itself."""
+    from allocflow.quality.expectations import (  # noqa: PLC0415 - GX takes seconds to import
+        ExpectationRunner,
+        NothingLandedError,
+        write_results,
+    )
+
+    runner = ExpectationRunner()
+
+    def validate(con: duckdb.DuckDBPyConnection) -> str:
+        try:
+            result = runner.run(con, args.quality_window_hours, DEFAULT_FRESH_HOURS)
+        except NothingLandedError:
+            return "nothing landed yet"
+        write_results(con, result.results())
+        failed = sum(len(outcome.failed) for outcome in result.tables)
+        return f"{len(result.results())} expectations over {result.window.label()}, {failed} failed"
+
+    return PeriodicTask("expectation suites", args.quality_every, validate)
+
+
 def _check(args: argparse.Namespace) -> str | None:
     if args.batch_size < 1:
         return f"--batch-size must be at least 1 (got {args.batch_size})"
@@ -124,6 +160,14 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"--input {args.input} is not a directory"
     if args.until_idle is not None and args.until_idle <= 0:
         return f"--until-idle must be positive (got {args.until_idle})"
+    return _check_quality(args)
+
+
+def _check_quality(args: argparse.Namespace) -> str | None:
+    if args.quality_every is not None and args.quality_every <= 0:
+        return f"--quality-every must be positive (got {args.quality_every})"
+    if args.quality_window_hours <= 0:
+        return f"--quality-window-hours must be positive (got {args.quality_window_hours})"
     return None
 
 
