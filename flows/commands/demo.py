@@ -148,8 +148,19 @@ def _fresh_database(data_dir: Path) -> Path:
     return db
 
 
+_QUALITY_EVERY_S = 30
+
+
 def _land_args(db: Path, broker: EmbeddedBroker) -> list[str]:
-    return ["land", "--db", str(db), "--bootstrap", broker.bootstrap_servers]
+    return [
+        "land",
+        "--db",
+        str(db),
+        "--bootstrap",
+        broker.bootstrap_servers,
+        "--quality-every",
+        str(_QUALITY_EVERY_S),
+    ]
 
 
 def _child(name: str, args: list[str], broker: EmbeddedBroker, log: Path) -> ChildProcess:
