@@ -2,11 +2,20 @@
 
 ::
 
-    raw messages ─► decode + route (stateless, per batch) ─┬─► dead letters
-                                                           └─► (shard, command)
+    raw messages ─► decode (stateless, per batch) ─┬─► dead letters
+                                                   └─► events
+    events ─► quality gate (stateful, one key) ─┬─► dq alerts
+                                                └─► passed events ─► route ─► (shard, command)
     (shard, command) ─► allocate (stateful, keyed by SKU shard) ─┬─► exceptions
                                                                  └─► decisions
     decisions ─► roll up (stateful, keyed by order) ─► order status
+
+The quality gate (:class:`~allocflow.quality.gate.QualityGate`, default
+:class:`~allocflow.quality.settings.GateSettings`) holds one key, so one worker runs it:
+its event-time clock and the stale-feed checks compare every feed with every other,
+which needs the whole stream in one state, and at about 65k events/s alone it is not
+the bottleneck. It drops duplicates (allocation still dedupes commands per shard) and
+emits its alerts to ``dq-alerts``, including those it reports when a finite input ends.
 
 Every command for a SKU travels one ordered path into its shard, and customer-level
 facts are broadcast to every shard, so the decisions are the same for any number of
@@ -15,13 +24,15 @@ workers or processes. Both inputs merge the topics in event-time order: files wi
 live once every active partition has moved past an event).
 """
 
-from collections.abc import Iterable, Iterator
+import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeGuard, cast
+from typing import NamedTuple, TypeGuard, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.operators import StatefulBatchLogic
 
 from allocflow.connectors.aligned_kafka import aligned_kafka_source
 from allocflow.connectors.kafka_config import KafkaConnection
@@ -37,15 +48,38 @@ from allocflow.models.allocation_exceptions import AllocationException
 from allocflow.models.codec import ContractError, dead_letter_record, decode_event
 from allocflow.models.dead_letter import DeadLetterRecord
 from allocflow.models.decisions import AllocationDecision
+from allocflow.models.dq_alerts import DqAlert
+from allocflow.models.envelope import EventEnvelope
 from allocflow.models.order_status import OrderStatus
 from allocflow.models.policy import Policy
 from allocflow.models.topics import InputTopic, OutputTopic
+from allocflow.quality.gate import QualityGate
 
 ALLOCATION_INPUTS = (InputTopic.ORDERS, InputTopic.RESERVATIONS, InputTopic.SHIPMENTS)
 """Topics the allocation flow reads (shipments for goods issues)."""
 
-OutputRecord = AllocationDecision | AllocationException | OrderStatus | DeadLetterRecord
-_Routed = tuple[str, Command] | DeadLetterRecord
+GATE_KEY = "gate"
+"""The quality gate's single state key."""
+
+OutputRecord = AllocationDecision | AllocationException | OrderStatus | DeadLetterRecord | DqAlert
+
+
+class Admission(NamedTuple):
+    """A decoded event on its way to the quality gate.
+
+    Attributes:
+        feed: The logical input topic.
+        event: The decoded event.
+        raw: Its message bytes, for alert samples.
+    """
+
+    feed: str
+    event: EventEnvelope
+    raw: bytes
+
+
+_Decoded = Admission | DeadLetterRecord
+_Gated = EventEnvelope | DqAlert
 
 
 @dataclass(frozen=True)
@@ -90,9 +124,10 @@ def build_allocation_flow(config: AllocationFlowConfig) -> Dataflow:
     """Return the allocation dataflow for ``config``."""
     flow = Dataflow("allocflow-allocation")
     raw = _input(flow, config.endpoints)
-    routed = op.flat_map_batch("decode_and_route", raw, _Router(config.policy, config.shards))
-    split = op.branch("dead_or_alive", routed, _is_dead_letter)
-    commands = cast(Stream[tuple[str, Command]], split.falses)
+    decoded = op.flat_map_batch("decode", raw, _decode_batch)
+    split = op.branch("dead_or_alive", decoded, _is_dead_letter)
+    alerts, events = _gate(cast(Stream[Admission], split.falses))
+    commands = op.flat_map_batch("route", events, _Router(config.policy, config.shards))
     outputs = op.stateful_flat_map("allocate", commands, _Allocator(config.policy))
     decisions = op.filter_map("decisions", outputs, _decision_or_none)
     by_order = op.key_on("key_by_order", decisions, _order_id)
@@ -104,6 +139,7 @@ def build_allocation_flow(config: AllocationFlowConfig) -> Dataflow:
             op.key_rm("unkey_statuses", statuses),
         ),
         OutputTopic.DEAD_LETTER: cast(Stream[OutputRecord], split.trues),
+        OutputTopic.DQ_ALERTS: cast(Stream[OutputRecord], alerts),
     }
     _output(records, config.endpoints)
     return flow
@@ -142,6 +178,7 @@ def _output(
         OutputTopic.ALLOCATION_DECISIONS: split.falses,
         OutputTopic.ALLOCATION_EXCEPTIONS: split.trues,
         OutputTopic.DEAD_LETTER: records[OutputTopic.DEAD_LETTER],
+        OutputTopic.DQ_ALERTS: records[OutputTopic.DQ_ALERTS],
     }
     for topic, stream in by_topic.items():
         step = topic.value.replace("-", "_")
@@ -154,31 +191,73 @@ def _output(
             op.output(f"produce_{step}", messages, sink)
 
 
+def _gate(admissions: Stream[Admission]) -> tuple[Stream[DqAlert], Stream[EventEnvelope]]:
+    """Run every decoded event through the one quality gate; return (alerts, passed events)."""
+    keyed = op.key_on("gate_key", admissions, _gate_key)
+    gated = op.key_rm("unkey_gate", op.stateful_batch("quality_gate", keyed, _GateLogic.resume))
+    split = op.branch("alerts_or_events", gated, _is_alert)
+    return split.trues, cast(Stream[EventEnvelope], split.falses)
+
+
+class _GateLogic(StatefulBatchLogic[Admission, _Gated, QualityGate]):
+    """The gate step's logic: admit each event, report the pending orphans at end of input."""
+
+    def __init__(self, gate: QualityGate) -> None:
+        self._gate = gate
+
+    @classmethod
+    def resume(cls, state: QualityGate | None) -> "_GateLogic":
+        """Continue from a snapshot, or start a fresh gate with the default settings."""
+        return cls(state if state is not None else QualityGate())
+
+    def on_batch(self, values: list[Admission]) -> tuple[list[_Gated], bool]:
+        """Return each event's alerts, followed by the event itself unless it is dropped."""
+        out: list[_Gated] = []
+        for feed, event, raw in values:
+            result = self._gate.admit(feed, event, raw)
+            out += result.alerts
+            if result.passed:
+                out.append(event)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[tuple[DqAlert, ...], bool]:
+        """Return the alerts the gate raises when the input ends."""
+        return self._gate.finish(), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> QualityGate:
+        """Return an independent copy of the gate (the step keeps using its own)."""
+        return copy.deepcopy(self._gate)
+
+
+def _decode_batch(batch: list[RawMessage]) -> list[_Decoded]:
+    return [_decode(message) for message in batch]
+
+
+def _decode(message: RawMessage) -> _Decoded:
+    try:
+        event = decode_event(InputTopic(message.topic), message.value)
+    except ContractError as error:
+        return dead_letter_record(
+            error,
+            topic=message.topic,
+            raw=message.value,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+        )
+    return Admission(message.topic, event, message.value)
+
+
 class _Router:
-    """Decodes a batch of raw messages and routes each event's commands to shards."""
+    """Routes each passed event's commands to shards."""
 
     def __init__(self, policy: Policy, shards: int) -> None:
         self._policy = policy
         self._shards = shards
 
-    def __call__(self, batch: list[RawMessage]) -> Iterable[_Routed]:
-        for message in batch:
-            yield from self._route(message)
-
-    def _route(self, message: RawMessage) -> Iterator[_Routed]:
-        try:
-            event = decode_event(InputTopic(message.topic), message.value)
-        except ContractError as error:
-            yield dead_letter_record(
-                error,
-                topic=message.topic,
-                raw=message.value,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-            )
-            return
-        yield from route(event, self._policy, self._shards)
+    def __call__(self, batch: list[EventEnvelope]) -> Iterable[tuple[str, Command]]:
+        for event in batch:
+            yield from route(event, self._policy, self._shards)
 
 
 class _Allocator:
@@ -203,8 +282,16 @@ def _roll_up(
     return rollup, ([] if status is None else [status])
 
 
-def _is_dead_letter(item: _Routed) -> TypeGuard[DeadLetterRecord]:
+def _is_dead_letter(item: _Decoded) -> TypeGuard[DeadLetterRecord]:
     return isinstance(item, DeadLetterRecord)
+
+
+def _gate_key(_admission: Admission) -> str:
+    return GATE_KEY
+
+
+def _is_alert(item: _Gated) -> TypeGuard[DqAlert]:
+    return isinstance(item, DqAlert)
 
 
 def _is_exception(record: OutputRecord) -> TypeGuard[AllocationException]:
@@ -225,5 +312,12 @@ def _to_json(record: OutputRecord) -> bytes:
 
 
 def _to_message(record: OutputRecord) -> tuple[str | None, bytes]:
-    key = record.key if isinstance(record, DeadLetterRecord) else record.order_id
-    return key, _to_json(record)
+    return _message_key(record), _to_json(record)
+
+
+def _message_key(record: OutputRecord) -> str | None:
+    if isinstance(record, DeadLetterRecord):
+        return record.key
+    if isinstance(record, DqAlert):
+        return record.feed
+    return record.order_id

@@ -22,6 +22,7 @@ from allocflow.flows.allocation import (
     build_allocation_flow,
 )
 from allocflow.flows.commands.land_cmd import land_files
+from allocflow.flows.commands.run_accounting import account_run, input_files
 from allocflow.flows.rules.reference import DEFAULT_SHARDS
 from allocflow.flows.runtime import run_dataflow
 from allocflow.flows.settings import Settings
@@ -85,9 +86,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return _finish_landing(lander, drain=args.no_tail)
     run_dataflow(build_allocation_flow(config), args.workers)
     _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
-    if args.db is not None and isinstance(config.endpoints, FileEndpoints):
-        return _land_files(args.db, config.endpoints)
+    if isinstance(config.endpoints, FileEndpoints):
+        _print_accounting(config.endpoints)
+        if args.db is not None:
+            return _land_files(args.db, config.endpoints)
     return 0
+
+
+def _print_accounting(endpoints: FileEndpoints) -> None:
+    """Print where every input message of the finished file run went."""
+    inputs = input_files(endpoints.input_dir, ALLOCATION_INPUTS)
+    print(account_run(inputs, endpoints.output_dir).report())
 
 
 _LANDER_DRAIN_IDLE_S = 5.0

@@ -63,3 +63,24 @@ def test_no_source_at_all_says_how_to_give_one(
     code, error = _run([], capsys)
     assert code == 2
     assert "ALLOCFLOW_BOOTSTRAP_SERVERS" in error
+
+
+def test_file_run_prints_where_every_input_went(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = tmp_path / "stream"
+    simulate = ["simulate", "--orders", "20", "--faults", "none", "--seed", "3"]
+    assert main([*simulate, "--out", str(stream), "--no-progress"]) == 0
+    orders = stream / "orders.jsonl"
+    lines = orders.read_bytes().splitlines(keepends=True)
+    orders.write_bytes(b"".join([*lines, lines[0], b"{not json\n"]))
+    total = sum(len((stream / f"{t}.jsonl").read_bytes().splitlines()) for t in _FEEDS)
+    capsys.readouterr()
+    assert main(["run", "--input", str(stream), "--out", str(tmp_path / "out")]) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert report[0] == f"{total} inputs read: {total - 2} valid, 1 dead-lettered, 1 deduplicated"
+    assert report[1] == "dead-lettered by reason: MALFORMED_JSON 1"
+    assert report[2].startswith("alerts by check: duplicate 1")
+
+
+_FEEDS = ("orders", "reservations", "shipments")
