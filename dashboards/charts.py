@@ -141,3 +141,42 @@ def dead_letters(counts: pl.DataFrame) -> alt.Chart:
         .properties(title="Dead letters by topic and reason")
     )
     return chart
+
+
+def gx_pass_rate(rates: pl.DataFrame) -> alt.Chart:
+    """Great Expectations pass rate per table over the runs, one line per table."""
+    chart: alt.Chart = (
+        alt.Chart(rates)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("detected_at:T", title="run (watermark)"),
+            y=alt.Y("pass_rate:Q", title="expectations passed", axis=alt.Axis(format="%")),
+            color=alt.Color("feed:N", title="table"),
+            tooltip=[
+                "detected_at:T",
+                "feed:N",
+                alt.Tooltip("pass_rate:Q", format=".1%"),
+                "passed:Q",
+                "expectations:Q",
+            ],
+        )
+        .properties(height=_HEIGHT, title="Expectation pass rate per table")
+    )
+    return chart
+
+
+def stream_alerts(alerts: pl.DataFrame) -> alt.Chart:
+    """In-stream alerts per hour, stacked by check, one row of bars per feed."""
+    chart: alt.Chart = (
+        alt.Chart(alerts)
+        .mark_bar()
+        .encode(
+            x=alt.X("hour:T", title="hour (event time)"),
+            y=alt.Y("alerts:Q", title="alerts"),
+            color=alt.Color("check_name:N", title="check"),
+            row=alt.Row("feed:N", title=None),
+            tooltip=["hour:T", "feed:N", "check_name:N", "alerts:Q"],
+        )
+        .properties(height=_HEIGHT // 2, title="In-stream alerts per hour")
+    )
+    return chart

@@ -314,31 +314,79 @@ def load_carriers(db: str, selection: Selection) -> Carriers:
 
 @dataclass(frozen=True)
 class Quality:
-    """Dead letters and data-quality results.
+    """Dead letters, data-quality results and feed freshness.
 
     Attributes:
         status: Freshness.
         dead_letter_counts: :func:`queries.dead_letter_counts`.
         dq_counts: :func:`queries.dq_result_counts`.
-        dead_letters: :func:`queries.newest_dead_letters`.
-        dq_results: :func:`queries.newest_dq_results`.
+        gx_pass_rates: :func:`queries.gx_pass_rates`.
+        stream_alerts: :func:`queries.stream_alerts_per_hour`.
+        flagged: :func:`queries.flagged_share`.
+        open_alerts: :func:`queries.open_alerts`.
+        freshness: :func:`queries.feed_freshness`.
     """
 
     status: Status
     dead_letter_counts: pl.DataFrame
     dq_counts: pl.DataFrame
-    dead_letters: pl.DataFrame
-    dq_results: pl.DataFrame
+    gx_pass_rates: pl.DataFrame
+    stream_alerts: pl.DataFrame
+    flagged: pl.DataFrame
+    open_alerts: pl.DataFrame
+    freshness: pl.DataFrame
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def load_quality(db: str) -> Quality:
-    """Dead-letter and data-quality counts and the newest of each."""
+    """Dead-letter and data-quality counts, pass rates, open alerts and feed freshness."""
     with read_only(Path(db)) as (con, source):
         return Quality(
             status=_status(con, source),
             dead_letter_counts=queries.dead_letter_counts(con),
             dq_counts=queries.dq_result_counts(con),
-            dead_letters=queries.newest_dead_letters(con),
-            dq_results=queries.newest_dq_results(con),
+            gx_pass_rates=queries.gx_pass_rates(con),
+            stream_alerts=queries.stream_alerts_per_hour(con),
+            flagged=queries.flagged_share(con),
+            open_alerts=queries.open_alerts(con),
+            freshness=queries.feed_freshness(con),
+        )
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_dead_letters(db: str, topics: tuple[str, ...], reasons: tuple[str, ...]) -> pl.DataFrame:
+    """The newest dead letters of some topics and reason codes (empty: all)."""
+    with read_only(Path(db)) as (con, _):
+        return queries.newest_dead_letters(con, topics, reasons)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead letter's field errors and raw payload.
+
+    Attributes:
+        errors: :func:`queries.dead_letter_errors`.
+        text: The raw payload decoded as UTF-8 (undecodable bytes become U+FFFD).
+        hex: :func:`queries.raw_hex` of the raw payload.
+        size: The raw payload's length in bytes.
+    """
+
+    errors: pl.DataFrame
+    text: str
+    hex: str
+    size: int
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_dead_letter(db: str, dead_letter_id: str) -> DeadLetter | None:
+    """One dead letter's errors and payload; None when the data no longer holds it."""
+    with read_only(Path(db)) as (con, _):
+        raw = queries.dead_letter_raw(con, dead_letter_id)
+        if raw is None:
+            return None
+        return DeadLetter(
+            errors=queries.dead_letter_errors(con, dead_letter_id),
+            text=raw.decode("utf-8", errors="replace"),
+            hex=queries.raw_hex(raw),
+            size=len(raw),
         )

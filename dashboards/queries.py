@@ -48,8 +48,17 @@ HOURLY_TREND_LIMIT = timedelta(days=7)
 ShipmentDimension = Literal["carrier_id", "lane"]
 """A column on-time rates can be broken down by."""
 
+# The gates' stale_feed_after / stale_node_after defaults (docs/data-quality.md,
+# "Parameters"); the dashboard does not import the quality package.
+STALE_FEED_HOURS = 24.0
+"""A feed whose last event is this many hours behind the watermark is stale."""
+
+STALE_NODE_HOURS = 8.0
+"""A node (warehouse) whose last event is this many hours behind the watermark is stale."""
+
 _SHIPMENT_DIMENSIONS: tuple[ShipmentDimension, ...] = ("carrier_id", "lane")
 _PREVIEW_BYTES = 240
+_HEX_BYTES = 64
 _PARAMETER = re.compile(r"\$(\w+)")
 
 
@@ -599,19 +608,54 @@ def dq_result_counts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return _frame(con, sql)
 
 
-def newest_dead_letters(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pl.DataFrame:
-    """The newest dead letters, with a preview of their raw bytes (UTF-8, lossy)."""
+def newest_dead_letters(
+    con: duckdb.DuckDBPyConnection,
+    topics: tuple[str, ...] = (),
+    reasons: tuple[str, ...] = (),
+    limit: int = 100,
+) -> pl.DataFrame:
+    """The newest dead letters of some topics and reason codes, with a preview of their raw bytes.
+
+    Args:
+        con: The connection.
+        topics: Source topics to list; empty: all.
+        reasons: Reason codes to list; empty: all.
+        limit: How many to list at most.
+
+    Returns:
+        One row per dead letter, newest first; ``raw_preview`` is the start of the raw
+        message as text (UTF-8, lossy).
+    """
     sql = """
         SELECT coalesce(dead_lettered_at, source_timestamp) AS seen_at, source_topic,
-               source_partition, source_offset, message_key, reason_code, reason, raw,
-               dead_letter_id
+               source_partition, source_offset, message_key, reason_code, reason,
+               len(errors) AS field_errors, raw, dead_letter_id
         FROM dead_letters
+        WHERE (len($topics) = 0 OR list_contains($topics, source_topic))
+          AND (len($reasons) = 0 OR list_contains($reasons, reason_code))
         ORDER BY seen_at DESC NULLS LAST, dead_letter_id LIMIT $limit"""
-    frame = _frame(con, sql, {"limit": limit})
+    parameters = {"topics": list(topics), "reasons": list(reasons), "limit": limit}
+    frame = _frame(con, sql, parameters)
     preview = pl.Series(
         "raw_preview", [raw_preview(raw) for raw in frame["raw"].to_list()], dtype=pl.String
     )
     return frame.with_columns(preview).drop("raw")
+
+
+def dead_letter_errors(con: duckdb.DuckDBPyConnection, dead_letter_id: str) -> pl.DataFrame:
+    """The field errors of one dead letter: ``field``, ``message``, ``value``, in order."""
+    sql = """
+        SELECT e.field, e.message, e.value
+        FROM (SELECT unnest(errors) AS e FROM dead_letters WHERE dead_letter_id = $id)"""
+    return _frame(con, sql, {"id": dead_letter_id})
+
+
+def dead_letter_raw(con: duckdb.DuckDBPyConnection, dead_letter_id: str) -> bytes | None:
+    """The raw bytes of one dead letter; None when the data lacks it."""
+    rows = con.execute(
+        "SELECT raw FROM dead_letters WHERE dead_letter_id = ?", [dead_letter_id]
+    ).fetchall()
+    return bytes(rows[0][0]) if rows else None
 
 
 def raw_preview(raw: bytes) -> str:
@@ -625,10 +669,105 @@ def raw_preview(raw: bytes) -> str:
     return text + "…" if len(raw) > _PREVIEW_BYTES else text
 
 
-def newest_dq_results(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pl.DataFrame:
-    """The newest data-quality results."""
+def raw_hex(raw: bytes, length: int = _HEX_BYTES) -> str:
+    r"""The first ``length`` bytes as hex, 16 to a line, each line with its offset.
+
+    Example:
+        >>> raw_hex(b'{"qty": \xff}')
+        '0000  7b 22 71 74 79 22 3a 20 ff 7d'
+        >>> raw_hex(b"x" * 40, length=20).splitlines()[-1]
+        '0010  78 78 78 78 …'
+    """
+    head = raw[:length]
+    starts = range(0, len(head), 16)
+    lines = [f"{start:04x}  {head[start : start + 16].hex(' ')}" for start in starts]
+    if len(raw) > length:
+        lines[-1] += " …"
+    return "\n".join(lines)
+
+
+def gx_pass_rates(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Great Expectations pass rate per table and run (the run's watermark), oldest first.
+
+    Columns: ``detected_at`` (the run), ``feed`` (the table), ``expectations``,
+    ``passed`` and ``pass_rate`` (passed / expectations).
+    """
+    sql = f"""
+        SELECT detected_at, feed, CAST(count(*) AS BIGINT) AS expectations,
+               CAST(count(*) FILTER (WHERE success) AS BIGINT) AS passed,
+               {_rate("count(*) FILTER (WHERE success)", "count(*)")} AS pass_rate
+        FROM dq_results WHERE origin = 'gx' GROUP BY ALL ORDER BY detected_at, feed"""
+    return _frame(con, sql)
+
+
+def stream_alerts_per_hour(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """In-stream gate alerts per feed, check and hour of detection (event time).
+
+    Columns: ``hour``, ``feed``, ``check_name``, ``alerts``. A snapshot holds only the
+    newest results, so its hours start where those do.
+    """
     sql = """
-        SELECT detected_at, origin, check_name, feed, severity, success, element_count,
-               unexpected_count, detail, sample, event_id, result_id
-        FROM dq_results ORDER BY detected_at DESC, result_id LIMIT $limit"""
-    return _frame(con, sql, {"limit": limit})
+        SELECT date_trunc('hour', detected_at) AS hour, feed, check_name,
+               CAST(count(*) AS BIGINT) AS alerts
+        FROM dq_results WHERE origin = 'stream' GROUP BY ALL ORDER BY hour, feed, check_name"""
+    return _frame(con, sql)
+
+
+def flagged_share(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Per feed: landed input events, in-stream alerts, and alerts per event.
+
+    Both counts are complete in a snapshot: events come from ``feed_freshness``,
+    alerts from ``dq_result_counts``. Columns: ``feed``, ``events``, ``alerts``,
+    ``flagged_share`` (null for a feed without events).
+    """
+    sql = f"""
+        WITH events AS (SELECT feed, sum(events) AS events FROM feed_freshness GROUP BY 1),
+        alerts AS (SELECT feed, sum(failures) AS alerts FROM dq_result_counts
+                   WHERE origin = 'stream' GROUP BY 1)
+        SELECT feed, CAST(coalesce(events, 0) AS BIGINT) AS events,
+               CAST(coalesce(alerts, 0) AS BIGINT) AS alerts,
+               {_rate("coalesce(alerts, 0)", "events")} AS flagged_share
+        FROM events FULL JOIN alerts USING (feed) ORDER BY feed"""
+    return _frame(con, sql)
+
+
+def open_alerts(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pl.DataFrame:
+    """The newest in-stream alerts and the failing expectations of the latest GX run.
+
+    Columns: ``detected_at``, ``origin``, ``severity``, ``feed``, ``check_name``,
+    ``event_id`` (the offending event; null for an expectation), ``unexpected_count``,
+    ``detail``, ``sample``, ``result_id``; the latest run's failures first, then the
+    ``limit`` newest alerts.
+    """
+    sql = """
+        SELECT * FROM (
+            SELECT detected_at, origin, severity, feed, check_name, event_id, unexpected_count,
+                   detail, sample, result_id, 0 AS part
+            FROM dq_results
+            WHERE origin = 'gx' AND NOT success
+              AND detected_at = (SELECT max(detected_at) FROM dq_results WHERE origin = 'gx')
+            UNION ALL (
+            SELECT detected_at, origin, severity, feed, check_name, event_id, unexpected_count,
+                   detail, sample, result_id, 1 AS part
+            FROM dq_results WHERE origin = 'stream'
+            ORDER BY detected_at DESC, result_id LIMIT $limit))
+        ORDER BY part, detected_at DESC, feed, check_name, result_id"""
+    return _frame(con, sql, {"limit": limit}).drop("part")
+
+
+def feed_freshness(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Hours behind the watermark per feed, source and node, stalest first.
+
+    A row with a node is stale beyond :data:`STALE_NODE_HOURS`, one without beyond
+    :data:`STALE_FEED_HOURS`. Columns: ``feed``, ``source``, ``node_id``, ``events``,
+    ``last_event_time``, ``hours_behind_watermark``, ``stale_after_hours``, ``stale``.
+    """
+    sql = """
+        SELECT feed, source, node_id, CAST(events AS BIGINT) AS events, last_event_time,
+               hours_behind_watermark,
+               CASE WHEN node_id IS NULL THEN $feed_hours ELSE $node_hours END
+                   AS stale_after_hours,
+               coalesce(hours_behind_watermark > stale_after_hours, false) AS stale
+        FROM feed_freshness
+        ORDER BY hours_behind_watermark DESC NULLS LAST, feed, source, node_id"""
+    return _frame(con, sql, {"feed_hours": STALE_FEED_HOURS, "node_hours": STALE_NODE_HOURS})

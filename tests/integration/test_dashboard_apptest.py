@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import polars as pl
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -62,6 +63,37 @@ def reopened_db(landed_run: Path, tmp_path: Path) -> Path:
                WHERE exception_id IN (SELECT exception_id FROM exceptions
                                       ORDER BY opened_at, exception_id LIMIT 10)"""
         )
+    return db
+
+
+_DQ_RESULTS = """
+INSERT INTO dq_results (result_id, origin, check_name, feed, severity, success, event_id,
+                        detected_at, element_count, unexpected_count, detail, sample)
+VALUES
+ ('gx-1a', 'gx', 'expect_column_values_to_not_be_null(order_id)', 'orders', 'critical', true,
+  NULL, '2026-03-08 02:00', 420, 0, 'all 420 rows have order_id', NULL),
+ ('gx-2a', 'gx', 'expect_column_values_to_not_be_null(order_id)', 'orders', 'critical', true,
+  NULL, '2026-03-08 03:00', 420, 0, 'all 420 rows have order_id', NULL),
+ ('gx-2b', 'gx', 'expect_column_values_to_be_between(qty)', 'order_lines', 'warning', false,
+  NULL, '2026-03-08 03:00', 1300, 3, '3 of 1300 quantities out of range', '[{"line_id": "1"}]'),
+ ('dqa-1', 'stream', 'duplicate', 'reservations', 'info', false, 'evt-r-17', '2026-03-08 01:12',
+  NULL, 1, 'event evt-r-17 was already received on reservations', '{"event_id": "evt-r-17"}'),
+ ('dqa-2', 'stream', 'late', 'reservations', 'warning', false, 'evt-r-91', '2026-03-08 02:05',
+  NULL, 1, 'event is 2.5 h behind the reservations watermark', '{"event_id": "evt-r-91"}'),
+ ('dqa-3', 'stream', 'orphan', 'orders', 'warning', false, 'evt-o-5', '2026-03-08 02:30',
+  NULL, 1, 'line names unknown SKU SKU-99999', '{"event_id": "evt-o-5"}')
+"""
+"""Two GX runs (the latest with one failing expectation) and three in-stream alerts."""
+
+
+@pytest.fixture
+def checked_db(landed_run: Path, tmp_path: Path) -> Path:
+    """A landed file alone (no snapshot) whose data-quality results are :data:`_DQ_RESULTS`."""
+    db = tmp_path / "checked.duckdb"
+    shutil.copy(landed_run / "allocflow.duckdb", db)
+    with duckdb.connect(str(db)) as connection:
+        connection.execute("DELETE FROM dq_results")
+        connection.execute(_DQ_RESULTS)
     return db
 
 
@@ -251,6 +283,27 @@ def test_carriers_page(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
     assert [n.value for n in app.info] == ["No route alerts landed yet."]
 
 
+def _quality_tiles(db: Path) -> dict[str, str]:
+    """The data-quality page's tiles, from the queries over ``db`` (or its snapshot)."""
+    snapshot = db.with_name(db.name + ".snapshot")
+    with duckdb.connect(str(snapshot if snapshot.exists() else db), read_only=True) as connection:
+        dead_letters = queries.dead_letter_counts(connection)["dead_letters"].sum()
+        flagged = queries.flagged_share(connection)
+        runs = queries.gx_pass_rates(connection)
+        stale = queries.feed_freshness(connection)["stale"].sum()
+    latest = runs.filter(pl.col("detected_at") == pl.col("detected_at").max())
+    alerts, events = flagged["alerts"].sum(), flagged["events"].sum()
+    return {
+        "Dead letters": f"{dead_letters:,}",
+        "Stream alerts": f"{alerts:,}",
+        "Input events flagged": _percent(alerts / events),
+        "Expectations passed, latest run": _percent(
+            latest["passed"].sum() / latest["expectations"].sum() if latest.height else None
+        ),
+        "Stale sources": f"{stale:,}",
+    }
+
+
 def test_data_quality_page_counts_every_dead_letter(
     monkeypatch: pytest.MonkeyPatch, db: Path
 ) -> None:
@@ -260,18 +313,59 @@ def test_data_quality_page_counts_every_dead_letter(
         dead_letters = connection.execute("SELECT count(*) FROM dead_letters").fetchall()[0][0]
         raw = dict(connection.execute("SELECT dead_letter_id, raw FROM dead_letters").fetchall())
     assert dead_letters == 268
-    assert _tiles(app) == {
-        "Dead letters": str(dead_letters),
-        "Data-quality results": "0",
-        "Failed checks": "0",
-    }
+    assert _tiles(app) == _quality_tiles(db)
+    assert _tiles(app)["Dead letters"] == str(dead_letters)
     assert _table(app, "last_seen")["dead_letters"].sum() == dead_letters
     newest = _table(app, "raw_preview")
     for dead_letter_id, preview in newest[["dead_letter_id", "raw_preview"]].itertuples(
         index=False
     ):
         assert preview == queries.raw_preview(raw[dead_letter_id])
-    assert [n.value for n in app.info] == ["No data-quality results landed yet."]
+    assert "No expectation suite has run yet." in [n.value for n in app.info]
+
+
+def test_data_quality_checks_alerts_and_freshness(
+    monkeypatch: pytest.MonkeyPatch, checked_db: Path
+) -> None:
+    app = _run(_app(monkeypatch, "--db", str(checked_db)), "page_quality.py")
+
+    assert _tiles(app) == _quality_tiles(checked_db)
+    assert _tiles(app)["Stream alerts"] == "3"
+    assert _tiles(app)["Expectations passed, latest run"] == "50.0%"
+    assert not app.info
+    assert len(_charts(app)) == 3  # pass rate, alerts per hour, dead letters
+    flagged = _table(app, "flagged_share").set_index("feed")
+    assert flagged.loc["reservations", "alerts"] == 2
+    assert flagged.loc["orders", "alerts"] == 1
+    alerts = _table(app, "unexpected_count")
+    assert list(alerts["result_id"]) == ["gx-2b", "dqa-3", "dqa-2", "dqa-1"]
+    assert list(alerts["event_id"].iloc[1:]) == ["evt-o-5", "evt-r-91", "evt-r-17"]
+    freshness = _table(app, "hours_behind_watermark")
+    with duckdb.connect(str(checked_db), read_only=True) as connection:
+        expected = queries.feed_freshness(connection)
+    assert freshness["stale"].sum() == expected["stale"].sum() > 0
+    assert _tiles(app)["Stale sources"] == str(expected["stale"].sum())
+
+
+def test_dead_letter_browser_shows_one_record(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    app = _run(_app(monkeypatch, "--db", str(db)), "page_quality.py")
+
+    app.multiselect(key="dl_topic").set_value(["orders"])
+    app.multiselect(key="dl_reason").set_value(["SCHEMA_VIOLATION"])
+    _run(app)
+    listed = _table(app, "raw_preview")
+    assert set(listed["source_topic"]) == {"orders"}
+    assert set(listed["reason_code"]) == {"SCHEMA_VIOLATION"}
+    chosen = app.selectbox(key="dead_letter").value
+    assert chosen == listed["dead_letter_id"].iloc[0]
+    with duckdb.connect(str(db), read_only=True) as connection:
+        errors, raw = connection.execute(
+            "SELECT errors, raw FROM dead_letters WHERE dead_letter_id = ?", [chosen]
+        ).fetchall()[0]
+    shown = _table(app, "message")
+    assert list(shown["field"]) == [e["field"] for e in errors]
+    code = [block.value for block in app.code]
+    assert code == [raw.decode("utf-8", errors="replace"), queries.raw_hex(raw)]
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,63 @@ def reopened(landed_run: Path, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnec
         yield connection
 
 
+_DQ_RESULTS = """
+INSERT INTO dq_results (result_id, origin, check_name, feed, severity, success, event_id,
+                        detected_at, element_count, unexpected_count, detail, sample)
+VALUES
+ ('gx-1a', 'gx', 'expect_column_values_to_not_be_null(order_id)', 'orders', 'critical', true,
+  NULL, '2026-03-08 02:00', 420, 0, 'all 420 rows have order_id', NULL),
+ ('gx-1b', 'gx', 'expect_column_values_to_be_between(qty)', 'order_lines', 'warning', false,
+  NULL, '2026-03-08 02:00', 1300, 3, '3 of 1300 quantities out of range', '[{"line_id": "1"}]'),
+ ('gx-1c', 'gx', 'expect_column_values_to_be_unique(line_key)', 'order_lines', 'critical', true,
+  NULL, '2026-03-08 02:00', 1300, 0, 'line_key is unique', NULL),
+ ('gx-2a', 'gx', 'expect_column_values_to_not_be_null(order_id)', 'orders', 'critical', false,
+  NULL, '2026-03-08 03:00', 420, 2, '2 of 420 rows lack order_id', '[{"order_id": null}]'),
+ ('gx-2b', 'gx', 'expect_column_values_to_be_between(qty)', 'order_lines', 'warning', true,
+  NULL, '2026-03-08 03:00', 1300, 0, 'quantities in range', NULL),
+ ('gx-2c', 'gx', 'expect_column_values_to_be_unique(line_key)', 'order_lines', 'critical', true,
+  NULL, '2026-03-08 03:00', 1300, 0, 'line_key is unique', NULL),
+ ('dqa-1', 'stream', 'duplicate', 'reservations', 'info', false, 'evt-r-17', '2026-03-08 01:12',
+  NULL, 1, 'event evt-r-17 was already received on reservations', '{"event_id": "evt-r-17"}'),
+ ('dqa-2', 'stream', 'late', 'reservations', 'warning', false, 'evt-r-90', '2026-03-08 01:40',
+  NULL, 1, 'event is 2.5 h behind the reservations watermark', '{"event_id": "evt-r-90"}'),
+ ('dqa-3', 'stream', 'duplicate', 'reservations', 'info', false, 'evt-r-91', '2026-03-08 02:05',
+  NULL, 1, 'event evt-r-91 was already received on reservations', '{"event_id": "evt-r-91"}'),
+ ('dqa-4', 'stream', 'orphan', 'shipments', 'warning', false, 'evt-s-5', '2026-03-08 02:30',
+  NULL, 1, 'shipment names unknown order SO-9999999', '{"event_id": "evt-s-5"}'),
+ ('dqa-5', 'stream', 'stale_feed', 'orders', 'critical', false, NULL, '2026-03-08 03:00',
+  NULL, 1, 'orders: no event for 139 h', NULL)
+"""
+"""Two GX runs over two tables and five in-stream alerts on three feeds."""
+
+
+def _with_dq_results(landed_run: Path, tmp_path: Path, insert: str | None) -> Path:
+    """A copy of the landed file whose data-quality results are just ``insert``'s."""
+    copy = tmp_path / "dq.duckdb"
+    shutil.copy(landed_run / "allocflow.duckdb", copy)
+    with duckdb.connect(str(copy)) as connection:
+        connection.execute("DELETE FROM dq_results")
+        if insert is not None:
+            connection.execute(insert)
+    return copy
+
+
+@pytest.fixture
+def checked(landed_run: Path, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A copy of the landed file whose data-quality results are :data:`_DQ_RESULTS`."""
+    copy = _with_dq_results(landed_run, tmp_path, _DQ_RESULTS)
+    with duckdb.connect(str(copy), read_only=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def unchecked(landed_run: Path, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A copy of the landed file without data-quality results."""
+    copy = _with_dq_results(landed_run, tmp_path, None)
+    with duckdb.connect(str(copy), read_only=True) as connection:
+        yield connection
+
+
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> object:
     rows = con.execute(sql, params or []).fetchall()
     assert len(rows) == 1
@@ -471,14 +528,142 @@ def test_dq_counts_equal_the_results(
     con: duckdb.DuckDBPyConnection, landed: duckdb.DuckDBPyConnection
 ) -> None:
     counts = queries.dq_result_counts(con)
-    newest = queries.newest_dq_results(con)
 
     assert counts["results"].sum() == _one(landed, "SELECT count(*) FROM dq_results")
     assert counts["failed"].sum() == _one(
         landed, "SELECT count(*) FROM dq_results WHERE NOT success"
     )
     assert (counts["passed"] + counts["failed"] == counts["results"]).all()
-    assert newest.height == min(100, counts["results"].sum())
+
+
+def test_without_dq_results_the_checks_are_empty(unchecked: duckdb.DuckDBPyConnection) -> None:
+    assert queries.gx_pass_rates(unchecked).is_empty()
+    assert queries.stream_alerts_per_hour(unchecked).is_empty()
+    assert queries.open_alerts(unchecked).is_empty()
+    flagged = queries.flagged_share(unchecked)
+    assert flagged["alerts"].sum() == 0
+    assert flagged["events"].sum() == _one(unchecked, "SELECT sum(events) FROM feed_freshness")
+
+
+def test_gx_pass_rate_per_table_and_run(checked: duckdb.DuckDBPyConnection) -> None:
+    rates = queries.gx_pass_rates(checked)
+
+    assert rates.select("detected_at", "feed", "expectations", "passed").rows() == [
+        (datetime(2026, 3, 8, 2), "order_lines", 2, 1),
+        (datetime(2026, 3, 8, 2), "orders", 1, 1),
+        (datetime(2026, 3, 8, 3), "order_lines", 2, 2),
+        (datetime(2026, 3, 8, 3), "orders", 1, 0),
+    ]
+    assert rates["pass_rate"].to_list() == [0.5, 1.0, 1.0, 0.0]
+
+
+def test_stream_alerts_per_feed_check_and_hour(checked: duckdb.DuckDBPyConnection) -> None:
+    alerts = queries.stream_alerts_per_hour(checked)
+
+    assert alerts.rows() == [
+        (datetime(2026, 3, 8, 1), "reservations", "duplicate", 1),
+        (datetime(2026, 3, 8, 1), "reservations", "late", 1),
+        (datetime(2026, 3, 8, 2), "reservations", "duplicate", 1),
+        (datetime(2026, 3, 8, 2), "shipments", "orphan", 1),
+        (datetime(2026, 3, 8, 3), "orders", "stale_feed", 1),
+    ]
+
+
+def test_flagged_share_is_alerts_over_the_feeds_events(
+    checked: duckdb.DuckDBPyConnection, landed: duckdb.DuckDBPyConnection
+) -> None:
+    flagged = queries.flagged_share(checked)
+
+    events = dict(landed.execute("SELECT topic, count(*) FROM input_events GROUP BY 1").fetchall())
+    assert dict(flagged.select("feed", "events").rows()) == events
+    assert dict(flagged.select("feed", "alerts").rows()) == {
+        "carrier-events": 0,
+        "orders": 1,
+        "reservations": 3,
+        "shipments": 1,
+    }
+    for feed, share in flagged.select("feed", "flagged_share").rows():
+        alerts = {"orders": 1, "reservations": 3, "shipments": 1}.get(feed, 0)
+        assert share == pytest.approx(alerts / events[feed])
+
+
+def test_open_alerts_are_the_latest_runs_failures_then_newest_alerts(
+    checked: duckdb.DuckDBPyConnection,
+) -> None:
+    alerts = queries.open_alerts(checked, limit=3)
+
+    assert alerts["result_id"].to_list() == ["gx-2a", "dqa-5", "dqa-4", "dqa-3"]
+    first = alerts.row(0, named=True)
+    assert (first["origin"], first["severity"], first["feed"], first["unexpected_count"]) == (
+        "gx",
+        "critical",
+        "orders",
+        2,
+    )
+    assert first["sample"] == '[{"order_id": null}]'
+    assert alerts.row(2, named=True)["event_id"] == "evt-s-5"
+    assert queries.open_alerts(checked)["result_id"].to_list()[1:] == [
+        "dqa-5",
+        "dqa-4",
+        "dqa-3",
+        "dqa-2",
+        "dqa-1",
+    ]
+
+
+def test_feed_freshness_flags_stale_feeds_and_nodes(con: duckdb.DuckDBPyConnection) -> None:
+    freshness = queries.feed_freshness(con)
+
+    assert freshness.height == _one(con, "SELECT count(*) FROM feed_freshness") > 10
+    assert freshness["hours_behind_watermark"].is_sorted(descending=True)
+    for row in freshness.iter_rows(named=True):
+        limit = queries.STALE_FEED_HOURS if row["node_id"] is None else queries.STALE_NODE_HOURS
+        assert row["stale_after_hours"] == limit
+        assert row["stale"] == (row["hours_behind_watermark"] > limit)
+    assert queries.STALE_NODE_HOURS < queries.STALE_FEED_HOURS
+    orders = freshness.filter(feed="orders")
+    assert orders["stale"].all()  # orders were all placed days before the watermark
+    assert not freshness.filter(feed="carrier-events")["stale"].any()
+
+
+# --- dead-letter browser --------------------------------------------------------------
+
+
+def test_dead_letters_filter_by_topic_and_reason(con: duckdb.DuckDBPyConnection) -> None:
+    some = queries.newest_dead_letters(con, ("orders", "shipments"), ("MALFORMED_JSON",))
+
+    expected = _one(
+        con,
+        "SELECT count(*) FROM dead_letters WHERE source_topic IN ('orders', 'shipments') "
+        "AND reason_code = 'MALFORMED_JSON'",
+    )
+    assert some.height == expected > 0
+    assert set(some["source_topic"]) == {"orders", "shipments"}
+    assert set(some["reason_code"]) == {"MALFORMED_JSON"}
+    assert queries.newest_dead_letters(con, reasons=("no such reason",)).is_empty()
+
+
+def test_dead_letter_errors_and_raw(con: duckdb.DuckDBPyConnection) -> None:
+    dead_letter_id, errors, raw = con.execute(
+        "SELECT dead_letter_id, errors, raw FROM dead_letters "
+        "WHERE reason_code = 'SCHEMA_VIOLATION' ORDER BY len(errors) DESC, dead_letter_id LIMIT 1"
+    ).fetchall()[0]
+
+    shown = queries.dead_letter_errors(con, dead_letter_id)
+    assert shown.height == len(errors) >= 1
+    assert shown.rows() == [(e["field"], e["message"], e["value"]) for e in errors]
+    assert queries.dead_letter_raw(con, dead_letter_id) == raw
+    assert queries.dead_letter_raw(con, "dlq-missing") is None
+    assert queries.dead_letter_errors(con, "dlq-missing").is_empty()
+
+
+def test_raw_hex_shows_offsets_and_cuts() -> None:
+    assert queries.raw_hex(b"\x00\xff") == "0000  00 ff"
+    lines = queries.raw_hex(bytes(range(100))).splitlines()
+    assert lines[0] == "0000  " + " ".join(f"{b:02x}" for b in range(16))
+    assert lines[-1].startswith("0030  30 31")
+    assert lines[-1].endswith(" …")
+    assert len(lines) == 4
 
 
 # --- freshness, options ---------------------------------------------------------------
