@@ -171,12 +171,16 @@ def stream_alerts(alerts: pl.DataFrame) -> alt.Chart:
         alt.Chart(alerts)
         .mark_bar()
         .encode(
-            x=alt.X("hour:T", title="hour (event time)"),
+            x=alt.X(
+                "hour:T",
+                title="hour (event time)",
+                axis=alt.Axis(format="%m-%d %H:%M", labelAngle=0),
+            ),
             y=alt.Y("alerts:Q", title="alerts"),
             color=alt.Color("check_name:N", title="check"),
             row=alt.Row("feed:N", title=None),
             tooltip=["hour:T", "feed:N", "check_name:N", "alerts:Q"],
         )
-        .properties(height=_HEIGHT // 2, title="In-stream alerts per hour")
+        .properties(width=680, height=_HEIGHT // 3, title="In-stream alerts per hour")
     )
     return chart

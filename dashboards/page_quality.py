@@ -25,7 +25,7 @@ def _totals(quality: data.Quality) -> None:
     latest = runs.filter(pl.col("detected_at") == pl.col("detected_at").max())
     passed = latest.select(pl.col("passed", "expectations").sum()).row(0)
     gx.metric(
-        "Expectations passed, latest run",
+        "Latest GX run passed",
         ui.rate(passed[0] / passed[1] if passed[1] else None),
         border=True,
     )
@@ -39,18 +39,17 @@ def _checks(quality: data.Quality) -> None:
     else:
         st.altair_chart(charts.gx_pass_rate(quality.gx_pass_rates), width="stretch")
     st.subheader("In-stream alerts")
-    share, chart = st.columns([2, 3])
-    share.dataframe(
+    st.dataframe(
         quality.flagged,
         hide_index=True,
-        width="stretch",
+        width="content",
         column_config={"flagged_share": st.column_config.NumberColumn("flagged", format="percent")},
     )
-    share.caption("Alerts over every landed input event of the feed.")
+    st.caption("Alerts over every landed input event of the feed.")
     if quality.stream_alerts.is_empty():
-        chart.info("No in-stream alerts landed yet.")
+        st.info("No in-stream alerts landed yet.")
     else:
-        chart.altair_chart(charts.stream_alerts(quality.stream_alerts), width="stretch")
+        st.altair_chart(charts.stream_alerts(quality.stream_alerts), width="stretch")
     st.subheader("Results by check")
     st.dataframe(quality.dq_counts, hide_index=True, width="stretch")
 

@@ -297,7 +297,7 @@ def _quality_tiles(db: Path) -> dict[str, str]:
         "Dead letters": f"{dead_letters:,}",
         "Stream alerts": f"{alerts:,}",
         "Input events flagged": _percent(alerts / events),
-        "Expectations passed, latest run": _percent(
+        "Latest GX run passed": _percent(
             latest["passed"].sum() / latest["expectations"].sum() if latest.height else None
         ),
         "Stale sources": f"{stale:,}",
@@ -331,7 +331,7 @@ def test_data_quality_checks_alerts_and_freshness(
 
     assert _tiles(app) == _quality_tiles(checked_db)
     assert _tiles(app)["Stream alerts"] == "3"
-    assert _tiles(app)["Expectations passed, latest run"] == "50.0%"
+    assert _tiles(app)["Latest GX run passed"] == "50.0%"
     assert not app.info
     assert len(_charts(app)) == 3  # pass rate, alerts per hour, dead letters
     flagged = _table(app, "flagged_share").set_index("feed")
