@@ -177,7 +177,7 @@ def test_results_are_written_and_a_rerun_is_idempotent(
         write_results(con, second.results())
         rows = con.execute(
             "SELECT result_id, origin, feed, success, unexpected_count, detected_at "
-            "FROM dq_results ORDER BY result_id"
+            "FROM dq_results WHERE origin = 'gx' ORDER BY result_id"
         ).fetchall()
     assert len(rows) == len(first.results()) == len({r.result_id for r in first.results()})
     assert sorted(rows) == sorted(
@@ -220,7 +220,7 @@ def test_command_exit_codes_report_and_html(
     assert f"[warning] {NOT_NULL}(created_at): {orphans} of {shipments} rows unexpected" in out
     # same window and watermark: the same 70 result ids, now with the failures
     assert _dq_rows(db) == 70
-    assert _count(db, "SELECT count(*) FROM dq_results WHERE NOT success") == 4
+    assert _count(db, "SELECT count(*) FROM dq_results WHERE origin = 'gx' AND NOT success") == 4
     assert main(["quality", "run", "--db", str(db), "--window-hours", "0"]) == 2
     assert main(["quality", "run", "--db", str(tmp_path / "missing.duckdb")]) == 2
 
