@@ -10,7 +10,7 @@
                                                                  └─► decisions
     decisions ─► roll up (stateful, keyed by order) ─► order status
 
-The quality gate (:class:`~allocflow.quality.gate.QualityGate`, default
+The quality gate (:class:`~allocflow.quality.gate.QualityGate`, with the config's
 :class:`~allocflow.quality.settings.GateSettings`) holds one key, so one worker runs it:
 its event-time clock and the stale-feed checks compare every feed with every other,
 which needs the whole stream in one state, and at about 65k events/s alone it is not
@@ -26,7 +26,8 @@ live once every active partition has moved past an event).
 
 import copy
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple, TypeGuard, cast
 
@@ -54,6 +55,7 @@ from allocflow.models.order_status import OrderStatus
 from allocflow.models.policy import Policy
 from allocflow.models.topics import InputTopic, OutputTopic
 from allocflow.quality.gate import QualityGate
+from allocflow.quality.settings import GateSettings
 
 ALLOCATION_INPUTS = (InputTopic.ORDERS, InputTopic.RESERVATIONS, InputTopic.SHIPMENTS)
 """Topics the allocation flow reads (shipments for goods issues)."""
@@ -113,11 +115,13 @@ class AllocationFlowConfig:
         policy: The allocation policy.
         shards: Number of SKU shards (fixed for a deployment: it is part of the state).
         endpoints: Where to read and write.
+        gate: Parameters of the data-quality gate.
     """
 
     policy: Policy
     endpoints: FileEndpoints | KafkaEndpoints
     shards: int = DEFAULT_SHARDS
+    gate: GateSettings = field(default_factory=GateSettings)
 
 
 def build_allocation_flow(config: AllocationFlowConfig) -> Dataflow:
@@ -126,7 +130,7 @@ def build_allocation_flow(config: AllocationFlowConfig) -> Dataflow:
     raw = _input(flow, config.endpoints)
     decoded = op.flat_map_batch("decode", raw, _decode_batch)
     split = op.branch("dead_or_alive", decoded, _is_dead_letter)
-    alerts, events = _gate(cast(Stream[Admission], split.falses))
+    alerts, events = _gate(cast(Stream[Admission], split.falses), config.gate)
     commands = op.flat_map_batch("route", events, _Router(config.policy, config.shards))
     outputs = op.stateful_flat_map("allocate", commands, _Allocator(config.policy))
     decisions = op.filter_map("decisions", outputs, _decision_or_none)
@@ -191,10 +195,13 @@ def _output(
             op.output(f"produce_{step}", messages, sink)
 
 
-def _gate(admissions: Stream[Admission]) -> tuple[Stream[DqAlert], Stream[EventEnvelope]]:
+def _gate(
+    admissions: Stream[Admission], settings: GateSettings
+) -> tuple[Stream[DqAlert], Stream[EventEnvelope]]:
     """Run every decoded event through the one quality gate; return (alerts, passed events)."""
     keyed = op.key_on("gate_key", admissions, _gate_key)
-    gated = op.key_rm("unkey_gate", op.stateful_batch("quality_gate", keyed, _GateLogic.resume))
+    builder = partial(_GateLogic.resume, settings)
+    gated = op.key_rm("unkey_gate", op.stateful_batch("quality_gate", keyed, builder))
     split = op.branch("alerts_or_events", gated, _is_alert)
     return split.trues, cast(Stream[EventEnvelope], split.falses)
 
@@ -206,9 +213,9 @@ class _GateLogic(StatefulBatchLogic[Admission, _Gated, QualityGate]):
         self._gate = gate
 
     @classmethod
-    def resume(cls, state: QualityGate | None) -> "_GateLogic":
-        """Continue from a snapshot, or start a fresh gate with the default settings."""
-        return cls(state if state is not None else QualityGate())
+    def resume(cls, settings: GateSettings, state: QualityGate | None) -> "_GateLogic":
+        """Continue from a snapshot, or start a fresh gate with ``settings``."""
+        return cls(state if state is not None else QualityGate(settings))
 
     def on_batch(self, values: list[Admission]) -> tuple[list[_Gated], bool]:
         """Return each event's alerts, followed by the event itself unless it is dropped."""

@@ -10,6 +10,7 @@ Example:
     'erp.orders.v1'
 """
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.models.topics import InputTopic, OutputTopic
+from allocflow.quality.settings import GateSettings
 
 ENV_PREFIX = "ALLOCFLOW_"
 
@@ -96,6 +98,34 @@ class Settings(BaseSettings):
     broker_startup_timeout_s: float = Field(
         default=20.0, gt=0, le=600, description="Seconds to wait for a broker to answer."
     )
+    dq_dedupe_window: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Data-quality gate: event ids remembered per feed to drop duplicates.",
+    )
+    dq_allowed_lateness_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Data-quality gate: seconds an event may trail its feed's watermark "
+        "before it is flagged late (0: every out-of-order event).",
+    )
+    dq_orphan_grace_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Data-quality gate: seconds (event time) a shipment may wait for its order "
+        "before it is an orphan.",
+    )
+    dq_stale_feed_after_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Data-quality gate: seconds without an event before a feed is stale.",
+    )
+    dq_stale_node_after_s: float = Field(
+        default=28_800.0,
+        gt=0,
+        description="Data-quality gate: seconds without an event naming a node before it is stale.",
+    )
 
     @model_validator(mode="after")
     def _security_is_complete(self) -> "Settings":
@@ -111,6 +141,16 @@ class Settings(BaseSettings):
         if self.sasl_mechanism is not None and not uses_sasl:
             raise ValueError("sasl_mechanism is set but security_protocol is not SASL_*")
         return self
+
+    def gate_settings(self) -> GateSettings:
+        """Return the data-quality gates' parameters."""
+        return GateSettings(
+            dedupe_window=self.dq_dedupe_window,
+            allowed_lateness=timedelta(seconds=self.dq_allowed_lateness_s),
+            orphan_grace=timedelta(seconds=self.dq_orphan_grace_s),
+            stale_feed_after=timedelta(seconds=self.dq_stale_feed_after_s),
+            stale_node_after=timedelta(seconds=self.dq_stale_node_after_s),
+        )
 
     def topic_name(self, topic: InputTopic | OutputTopic) -> str:
         """Return the configured name of a logical topic."""

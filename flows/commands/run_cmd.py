@@ -68,7 +68,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Validate everything, then run the dataflow; exit 2 on bad options or policy."""
     try:
         policy = _policy(args.policy)
-        config = AllocationFlowConfig(policy, _endpoints(args, settings), _shards(args.shards))
+        config = AllocationFlowConfig(
+            policy, _endpoints(args, settings), _shards(args.shards), settings.gate_settings()
+        )
     except (PolicyError, ValueError) as error:
         print(f"allocflow run: {error}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from files (1 worker, 2 threads, 2 processes) and from Kafka. The reference is t
 run standalone by ``allocflow.quality.accounting`` over the feeds the flow reads.
 """
 
+import json
 import shutil
 import socket
 import subprocess
@@ -171,3 +172,18 @@ def _finding(alert: DqAlert) -> tuple[str, str, str | None, tuple[tuple[str, str
     gate's clock, hence ``detected_at``, can differ in ties and out-of-order stretches.
     """
     return alert.check.value, alert.feed, alert.event_id, tuple(sorted(alert.entity.items()))
+
+
+def test_the_allowed_lateness_setting_reaches_the_flow(
+    landed_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def late_alerts(out: Path) -> int:
+        lines = (out / "dq-alerts.jsonl").read_bytes().splitlines()
+        return sum(1 for line in lines if json.loads(line)["check"] == "late")
+
+    strict, lenient = tmp_path / "strict", tmp_path / "lenient"
+    assert main(["run", "--input", str(landed_run / "in"), "--out", str(strict)]) == 0
+    monkeypatch.setenv("ALLOCFLOW_DQ_ALLOWED_LATENESS_S", str(30 * 86_400))
+    assert main(["run", "--input", str(landed_run / "in"), "--out", str(lenient)]) == 0
+    assert late_alerts(strict) > 0
+    assert late_alerts(lenient) == 0

@@ -2,9 +2,11 @@
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from allocflow.flows.cli import main
 from allocflow.flows.commands.settings_cmd import settings_reference
@@ -74,3 +76,18 @@ def test_secret_values_are_never_echoed(
     error = capsys.readouterr().err
     assert "kafka_extra" in error
     assert "hunter2-secret" not in error
+
+
+def test_gate_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOCFLOW_DQ_ALLOWED_LATENESS_S", "300")
+    monkeypatch.setenv("ALLOCFLOW_DQ_DEDUPE_WINDOW", "5000")
+    gate = Settings().gate_settings()
+    assert gate.allowed_lateness == timedelta(minutes=5)
+    assert gate.dedupe_window == 5000
+    assert gate.orphan_grace == timedelta(hours=1)
+
+
+def test_a_bad_gate_setting_names_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOCFLOW_DQ_STALE_FEED_AFTER_S", "0")
+    with pytest.raises(ValidationError, match="dq_stale_feed_after_s"):
+        Settings()
