@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from allocflow.connectors.broker import EmbeddedBroker
+from allocflow.models.topics import InputTopic, OutputTopic
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -108,3 +109,21 @@ def landed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for step in steps:
         subprocess.run([*allocflow, *step], check=True, capture_output=True, timeout=240)
     return root
+
+
+@pytest.fixture
+def pipeline_topics(
+    kafka_broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+) -> dict[InputTopic | OutputTopic, str]:
+    """The nine pipeline topics under names no other test uses, created with 4 partitions.
+
+    The ``ALLOCFLOW_TOPIC_*`` and ``ALLOCFLOW_BOOTSTRAP_SERVERS`` variables point every
+    command the test runs at them.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    names = {topic: f"{topic.value}-{suffix}" for topic in (*InputTopic, *OutputTopic)}
+    for topic, name in names.items():
+        monkeypatch.setenv(f"ALLOCFLOW_TOPIC_{topic.name}", name)
+    monkeypatch.setenv("ALLOCFLOW_BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
+    kafka_broker.create_topics(names.values(), partitions=4)
+    return names

@@ -1,7 +1,6 @@
 """`allocflow run` against the real broker: topics in, every line decided, nothing lost."""
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_run_from_kafka_decides_every_line_and_dead_letters_every_broken_message(
-    kafka_broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka_broker: EmbeddedBroker,
+    pipeline_topics: dict[InputTopic | OutputTopic, str],
+    tmp_path: Path,
 ) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    names = {topic: f"{topic.value}-{suffix}" for topic in (*InputTopic, *OutputTopic)}
-    for topic, name in names.items():
-        monkeypatch.setenv(f"ALLOCFLOW_TOPIC_{topic.name}", name)
-    monkeypatch.setenv("ALLOCFLOW_BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
-    kafka_broker.create_topics(names.values(), partitions=4)
+    names = pipeline_topics
     simulate = ["simulate", "--seed", "5", "--orders", "200", "--faults", "all"]
     manifest_path = tmp_path / "manifest.json"
     assert main([*simulate, "--fault-rate", "0.01", "--manifest", str(manifest_path)]) == 0

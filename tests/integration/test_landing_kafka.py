@@ -3,7 +3,6 @@
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import duckdb
@@ -13,7 +12,7 @@ from allocflow.connectors.broker import EmbeddedBroker
 from allocflow.connectors.landing.snapshot import publish_snapshot, snapshot_path
 from allocflow.connectors.landing.writer import DuckDBWriter
 from allocflow.flows.cli import main
-from allocflow.models.topics import InputTopic, OutputTopic
+from allocflow.models.topics import OutputTopic
 
 pytestmark = pytest.mark.integration
 
@@ -26,15 +25,10 @@ def _counts(path: Path) -> dict[str, int]:
         con.close()
 
 
+@pytest.mark.usefixtures("pipeline_topics")
 def test_run_with_db_lands_every_topic_once_and_a_restart_resumes(
-    kafka_broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    names = {topic: f"{topic.value}-{suffix}" for topic in (*InputTopic, *OutputTopic)}
-    for topic, name in names.items():
-        monkeypatch.setenv(f"ALLOCFLOW_TOPIC_{topic.name}", name)
-    monkeypatch.setenv("ALLOCFLOW_BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
-    kafka_broker.create_topics(names.values(), partitions=4)
     simulate = ["simulate", "--seed", "5", "--orders", "150", "--faults", "all"]
     manifest = str(tmp_path / "manifest.json")
     assert main([*simulate, "--fault-rate", "0.01", "--manifest", manifest]) == 0

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from importlib.resources import files
 from pathlib import Path
@@ -141,16 +140,11 @@ def test_two_processes_raise_the_same_alerts(
 
 def test_kafka_run_produces_the_same_alerts(
     kafka_broker: EmbeddedBroker,
+    pipeline_topics: dict[InputTopic | OutputTopic, str],
     standalone: Accounting,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    names = {topic: f"{topic.value}-{suffix}" for topic in (*InputTopic, *OutputTopic)}
-    for topic, name in names.items():
-        monkeypatch.setenv(f"ALLOCFLOW_TOPIC_{topic.name}", name)
-    monkeypatch.setenv("ALLOCFLOW_BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
-    kafka_broker.create_topics(names.values(), partitions=4)
+    names = pipeline_topics
     assert main([*SIMULATE, "--no-progress", "--manifest", str(tmp_path / "manifest.json")]) == 0
     assert main(["run", "--no-tail"]) == 0
     expected = len(standalone.alerts)
