@@ -27,7 +27,7 @@ from typing import Any, Literal
 import duckdb
 import polars as pl
 
-from allocflow.connectors.landing.kpi_views import AGE_BUCKETS
+from allocflow.connectors.landing.kpi_views import AGE_BUCKETS, percentiles_sql
 from allocflow.connectors.landing.snapshot import CLOSED_EXCEPTIONS_DAYS
 
 Grain = Literal["hour", "day"]
@@ -235,21 +235,11 @@ def _sums(columns: tuple[str, ...]) -> str:
 
 
 def _percentiles(source: str, groups: tuple[str, ...], count: str) -> str:
-    """p50 and p90 of a histogram (``bucket``, ``count`` columns of ``source``) per group.
-
-    A bucket reads as ``bucket_upper(bucket)``; a percentile is the smallest bucket
-    whose cumulative count reaches that share of the total: the KPI views' rule.
-    """
-    keys = "".join(f"{g}, " for g in groups)
-    partition = f"PARTITION BY {', '.join(groups)}" if groups else ""
-    return f"""
-        WITH h AS (SELECT {keys}bucket, sum({count}) AS n FROM ({source}) GROUP BY ALL),
-        c AS (SELECT *, sum(n) OVER ({partition} ORDER BY bucket) AS cumulative,
-                     sum(n) OVER ({partition}) AS total FROM h)
-        SELECT {keys}CAST(max(total) AS BIGINT) AS {count},
-               bucket_upper(min(bucket) FILTER (WHERE cumulative >= 0.5 * total)) AS p50_seconds,
-               bucket_upper(min(bucket) FILTER (WHERE cumulative >= 0.9 * total)) AS p90_seconds
-        FROM c {"GROUP BY ALL" if groups else ""}"""
+    """p50 and p90 seconds of a histogram per group, by the KPI views' rule."""
+    return (
+        f"SELECT * RENAME (p50 AS p50_seconds, p90 AS p90_seconds) "
+        f"FROM ({percentiles_sql(source, groups, count)})"
+    )
 
 
 _ORDER_SLICE = """(len($regions) = 0 OR list_contains($regions, region))

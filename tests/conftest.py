@@ -2,10 +2,12 @@
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,39 @@ def pipeline_topics(
     monkeypatch.setenv("ALLOCFLOW_BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
     kafka_broker.create_topics(names.values(), partitions=4)
     return names
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def _run_in_two_processes(stream: Path, out: Path) -> None:
+    policy = files("allocflow.flows") / "policies" / "default.toml"
+    flow = f"allocflow.flows.allocation:get_flow({str(stream)!r}, {str(out)!r}, {str(policy)!r})"
+    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    logs = [out / f"process-{index}.log" for index in range(2)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", flow, "-i", str(index), "-a", addresses],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for index, log in enumerate(logs)
+    ]
+    codes = [process.wait(timeout=300) for process in processes]
+    assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
+
+
+@pytest.fixture
+def run_in_two_processes() -> Callable[[Path, Path], None]:
+    """Run the allocation flow over ``stream`` into ``out`` as a real ``bytewax.run`` pair.
+
+    Fails the test (with both processes' logs) unless both exit 0.
+    """
+    return _run_in_two_processes

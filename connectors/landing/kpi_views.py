@@ -34,19 +34,24 @@ def _rate(numerator: str, denominator: str) -> str:
     return f"CAST({numerator} AS DOUBLE) / nullif({denominator}, 0)"
 
 
-def _percentiles(hist: str, groups: tuple[str, ...], count: str, scale: str = "") -> str:
-    """p50 and p90 over a histogram's ``bucket`` column, per group."""
-    keys = ", ".join(groups)
+def percentiles_sql(source: str, groups: tuple[str, ...], count: str, scale: str = "") -> str:
+    """p50 and p90 of a histogram (``bucket`` and ``count`` columns of ``source``) per group.
+
+    A bucket reads as ``bucket_upper(bucket)``; a percentile is the smallest bucket
+    whose cumulative count reaches that share of the group's total. The result has the
+    group columns, ``count`` (the group's total) and ``p50``, ``p90`` (times ``scale``,
+    an SQL suffix such as ``" / 3600.0"``). Empty ``groups``: one row over everything.
+    """
+    keys = "".join(f"{g}, " for g in groups)
+    partition = f"PARTITION BY {', '.join(groups)}" if groups else ""
     return f"""
-    WITH c AS (
-        SELECT {keys}, bucket, {count} AS n,
-               sum({count}) OVER (PARTITION BY {keys} ORDER BY bucket) AS cumulative,
-               sum({count}) OVER (PARTITION BY {keys}) AS total
-        FROM ({hist}))
-    SELECT {keys}, max(total) AS {count},
+    WITH h AS (SELECT {keys}bucket, sum({count}) AS n FROM ({source}) GROUP BY ALL),
+    c AS (SELECT *, sum(n) OVER ({partition} ORDER BY bucket) AS cumulative,
+                 sum(n) OVER ({partition}) AS total FROM h)
+    SELECT {keys}CAST(max(total) AS BIGINT) AS {count},
            bucket_upper(min(bucket) FILTER (WHERE cumulative >= 0.5 * total)){scale} AS p50,
            bucket_upper(min(bucket) FILTER (WHERE cumulative >= 0.9 * total)){scale} AS p90
-    FROM c GROUP BY ALL"""
+    FROM c {"GROUP BY ALL" if groups else ""}"""
 
 
 _LINE_MEASURES = (
@@ -116,7 +121,7 @@ CREATE OR REPLACE VIEW kpi_cycle_time AS
 SELECT period, period_start, {", ".join(_ORDER_DIMS)}, stage, orders,
        p50 AS p50_seconds, p90 AS p90_seconds
 FROM ({
-    _percentiles(
+    percentiles_sql(
         _by_period("hist_cycle_time", (*_ORDER_DIMS, "stage", "bucket"), ("orders",)),
         _CYCLE_GROUPS,
         "orders",
@@ -176,7 +181,7 @@ WITH counts AS (
 })
     GROUP BY ALL),
 p AS ({
-    _percentiles(
+    percentiles_sql(
         _by_period("hist_exception_resolve", ("reason_code", "bucket"), ("exceptions",)),
         _RESOLVE_GROUPS,
         "exceptions",
@@ -194,7 +199,7 @@ KPI_ALLOCATION_LATENCY = f"""
 CREATE OR REPLACE VIEW kpi_allocation_latency AS
 SELECT period, period_start, decisions, p50 AS p50_ms, p90 AS p90_ms
 FROM ({
-    _percentiles(
+    percentiles_sql(
         _by_period("hist_allocation_latency", ("bucket",), ("decisions",)),
         ("period", "period_start"),
         "decisions",

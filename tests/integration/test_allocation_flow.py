@@ -1,11 +1,8 @@
 """The allocation dataflow equals the plain-Python rules, with 1 worker, 2 threads, 2 processes."""
 
 import json
-import socket
-import subprocess
-import sys
 from collections import Counter
-from importlib.resources import files
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,31 +139,11 @@ def test_two_worker_threads_match_the_rules(
     _assert_same(_read_outputs(tmp_path), reference)
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
-def test_two_processes_match_the_rules(stream: Path, reference: Outputs, tmp_path: Path) -> None:
-    policy = files("allocflow.flows") / "policies" / "default.toml"
-    flow = (
-        f"allocflow.flows.allocation:get_flow({str(stream)!r}, {str(tmp_path)!r}, {str(policy)!r})"
-    )
-    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
-    logs = [tmp_path / f"process-{index}.log" for index in range(2)]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", flow, "-i", str(index), "-a", addresses],
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for index, log in enumerate(logs)
-    ]
-    codes = [process.wait(timeout=300) for process in processes]
-    assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
+def test_two_processes_match_the_rules(
+    stream: Path,
+    reference: Outputs,
+    tmp_path: Path,
+    run_in_two_processes: Callable[[Path, Path], None],
+) -> None:
+    run_in_two_processes(stream, tmp_path)
     _assert_same(_read_outputs(tmp_path), reference)

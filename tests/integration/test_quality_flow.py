@@ -7,11 +7,8 @@ run standalone by ``allocflow.quality.accounting`` over the feeds the flow reads
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
 from collections import Counter
-from importlib.resources import files
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -106,35 +103,13 @@ def test_file_run_alerts_equal_the_gate_alone(
     assert _dead_letters(tmp_path) == sum(fault.kind in DEAD_LETTER_FAULTS for fault in faults)
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def test_two_processes_raise_the_same_alerts(
-    stream: Path, standalone: Accounting, tmp_path: Path
+    stream: Path,
+    standalone: Accounting,
+    tmp_path: Path,
+    run_in_two_processes: Callable[[Path, Path], None],
 ) -> None:
-    policy = files("allocflow.flows") / "policies" / "default.toml"
-    flow = (
-        f"allocflow.flows.allocation:get_flow({str(stream)!r}, {str(tmp_path)!r}, {str(policy)!r})"
-    )
-    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
-    logs = [tmp_path / f"process-{index}.log" for index in range(2)]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", flow, "-i", str(index), "-a", addresses],
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for index, log in enumerate(logs)
-    ]
-    codes = [process.wait(timeout=300) for process in processes]
-    assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
+    run_in_two_processes(stream, tmp_path)
     assert _alerts(tmp_path) == list(standalone.alerts)
 
 
