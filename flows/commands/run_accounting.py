@@ -1,8 +1,11 @@
-"""What a file run of the allocation flow did with every input message.
+"""What a finished run of the allocation flow did with every input message.
 
-Counted exactly from the run's own files: the input lines it read, the dead letters
-and the data-quality alerts it wrote. The gate raises exactly one ``duplicate`` alert
-for every event it drops, so ``inputs = valid + dead-lettered + deduplicated``.
+A file run is counted exactly from its own files: the input lines it read, the dead
+letters and the data-quality alerts it wrote. A Kafka run (``--no-tail``) is counted
+from the whole topics: the messages stored in the input topics, and every dead letter
+and alert in their topics, so messages of earlier runs into the same topics count too.
+The gate raises exactly one ``duplicate`` alert for every event it drops, so
+``inputs = valid + dead-lettered + deduplicated``.
 
 Example:
     >>> print(RunAccounting(5, {"MALFORMED_JSON": 1}, {"duplicate": 1, "late": 2}).report())
@@ -12,12 +15,14 @@ Example:
 """
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
+from allocflow.connectors.kafka_config import KafkaConnection
+from allocflow.connectors.topic_counts import message_count, topic_values
 from allocflow.models.dq_alerts import DqCheck
 from allocflow.models.topics import InputTopic, OutputTopic
 
@@ -69,18 +74,42 @@ def account_run(inputs: tuple[Path, ...], output_dir: Path) -> RunAccounting:
     Returns:
         The accounting.
     """
-    dead = Counter(
-        str(record["reason_code"])
-        for record in _records(output_dir / f"{OutputTopic.DEAD_LETTER.value}.jsonl")
+    return _accounting(
+        sum(_line_count(path) for path in inputs),
+        _records(output_dir / f"{OutputTopic.DEAD_LETTER.value}.jsonl"),
+        _records(output_dir / f"{OutputTopic.DQ_ALERTS.value}.jsonl"),
     )
-    alerts = Counter(
-        str(record["check"])
-        for record in _records(output_dir / f"{OutputTopic.DQ_ALERTS.value}.jsonl")
+
+
+def account_kafka_run(
+    connection: KafkaConnection, topics: Mapping[str, str], inputs: tuple[InputTopic, ...]
+) -> RunAccounting:
+    """Count what a finished Kafka run did, over the whole topics.
+
+    Args:
+        connection: The cluster.
+        topics: Logical topic name → actual topic name.
+        inputs: The input topics the flow read.
+
+    Returns:
+        The accounting of every message in the topics, earlier runs' included.
+
+    Raises:
+        TopicReadError: A topic could not be read to its end in time.
+    """
+    return _accounting(
+        sum(message_count(connection, topics[topic.value]) for topic in inputs),
+        _documents(topic_values(connection, topics[OutputTopic.DEAD_LETTER.value])),
+        _documents(topic_values(connection, topics[OutputTopic.DQ_ALERTS.value])),
     )
-    return RunAccounting(
-        inputs=sum(_line_count(path) for path in inputs),
-        dead_lettered=dict(sorted(dead.items())),
-        alerts=dict(sorted(alerts.items())),
+
+
+def kafka_scope(topics: Mapping[str, str], inputs: tuple[InputTopic, ...]) -> str:
+    """Say which topics a Kafka run's accounting counts, in one line."""
+    counted = [topics[t.value] for t in (*inputs, OutputTopic.DEAD_LETTER, OutputTopic.DQ_ALERTS)]
+    return (
+        f"counting the whole topics {', '.join(counted)}: "
+        "messages of earlier runs into the same topics count too"
     )
 
 
@@ -95,12 +124,28 @@ def _line_count(path: Path) -> int:
         return sum(1 for _ in handle)
 
 
+def _accounting(
+    inputs: int, dead_letters: Iterable[dict[str, object]], alerts: Iterable[dict[str, object]]
+) -> RunAccounting:
+    by_reason = Counter(str(record["reason_code"]) for record in dead_letters)
+    by_check = Counter(str(record["check"]) for record in alerts)
+    return RunAccounting(
+        inputs=inputs,
+        dead_lettered=dict(sorted(by_reason.items())),
+        alerts=dict(sorted(by_check.items())),
+    )
+
+
 def _records(path: Path) -> Iterator[dict[str, object]]:
     if not path.exists():
         return
     with path.open("rb") as handle:
-        for line in handle:
-            yield orjson.loads(line)
+        yield from _documents(handle)
+
+
+def _documents(values: Iterable[bytes]) -> Iterator[dict[str, object]]:
+    for value in values:
+        yield orjson.loads(value)
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 
+from allocflow.connectors.kafka_io import TopicReadError
 from allocflow.connectors.landing.schema import SchemaMismatchError
 from allocflow.connectors.landing.service import Lander
 from allocflow.connectors.landing.snapshot import snapshot_path
@@ -22,7 +23,12 @@ from allocflow.flows.allocation import (
     build_allocation_flow,
 )
 from allocflow.flows.commands.land_cmd import land_files
-from allocflow.flows.commands.run_accounting import account_run, input_files
+from allocflow.flows.commands.run_accounting import (
+    account_kafka_run,
+    account_run,
+    input_files,
+    kafka_scope,
+)
 from allocflow.flows.rules.reference import DEFAULT_SHARDS
 from allocflow.flows.runtime import run_dataflow
 from allocflow.flows.settings import Settings
@@ -85,13 +91,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with _kafka_lander(args, config.endpoints) as lander:
             run_dataflow(build_allocation_flow(config), args.workers)
             _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
-            return _finish_landing(lander, drain=args.no_tail)
+            accounted = _print_kafka_accounting(config.endpoints)
+            return _finish_landing(lander, drain=args.no_tail) or accounted
     run_dataflow(build_allocation_flow(config), args.workers)
     _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
-    if isinstance(config.endpoints, FileEndpoints):
-        _print_accounting(config.endpoints)
-        if args.db is not None:
-            return _land_files(args.db, config.endpoints)
+    if isinstance(config.endpoints, KafkaEndpoints):
+        return _print_kafka_accounting(config.endpoints)
+    _print_accounting(config.endpoints)
+    if args.db is not None:
+        return _land_files(args.db, config.endpoints)
     return 0
 
 
@@ -99,6 +107,23 @@ def _print_accounting(endpoints: FileEndpoints) -> None:
     """Print where every input message of the finished file run went."""
     inputs = input_files(endpoints.input_dir, ALLOCATION_INPUTS)
     print(account_run(inputs, endpoints.output_dir).report())
+
+
+def _print_kafka_accounting(endpoints: KafkaEndpoints) -> int:
+    """Print where the input messages of a finished ``--no-tail`` run went; 1 if unreadable.
+
+    A tailing run never finishes by itself (it ends with Ctrl-C): nothing to print.
+    """
+    if endpoints.tail:
+        return 0
+    _LOG.info(kafka_scope(endpoints.topics, ALLOCATION_INPUTS))
+    try:
+        accounting = account_kafka_run(endpoints.connection, endpoints.topics, ALLOCATION_INPUTS)
+    except TopicReadError as error:
+        print(f"allocflow run: cannot count the run's topics: {error}", file=sys.stderr)
+        return 1
+    print(accounting.report())
+    return 0
 
 
 _LANDER_DRAIN_IDLE_S = 5.0
