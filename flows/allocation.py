@@ -1,4 +1,4 @@
-"""The allocation dataflow: orders, stock and shipments in; decisions and exceptions out.
+"""The allocation dataflow: orders, stock, shipments and carrier scans in; decisions out.
 
 ::
 
@@ -9,6 +9,8 @@
     (shard, command) ─► allocate (stateful, keyed by SKU shard) ─┬─► exceptions
                                                                  └─► decisions
     decisions ─► roll up (stateful, keyed by order) ─► order status
+    passed events ─► route tracking (:mod:`allocflow.flows.route_tracking`) ─┬─► route alerts
+                                                                            └─► exceptions
 
 The quality gate (:class:`~allocflow.quality.gate.QualityGate`, with the config's
 :class:`~allocflow.quality.settings.GateSettings`) holds one key, so one worker runs it:
@@ -40,11 +42,14 @@ from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.connectors.policy_file import load_policy
 from allocflow.connectors.stream_sinks import CheckedKafkaSink, write_json_lines
 from allocflow.connectors.stream_sources import MergedFileSource, RawMessage
+from allocflow.flows.route_tracking import track_routes
 from allocflow.flows.rules.commands import Command
 from allocflow.flows.rules.reference import DEFAULT_SHARDS
 from allocflow.flows.rules.rollup import OrderRollup
 from allocflow.flows.rules.routing import route
 from allocflow.flows.rules.shard import AllocationShard, ShardOutput
+from allocflow.flows.tracking.settings import TrackingSettings
+from allocflow.flows.tracking.shipment import RouteOutput
 from allocflow.models.allocation_exceptions import AllocationException
 from allocflow.models.codec import ContractError, dead_letter_record, decode_event
 from allocflow.models.dead_letter import DeadLetterRecord
@@ -53,17 +58,25 @@ from allocflow.models.dq_alerts import DqAlert
 from allocflow.models.envelope import EventEnvelope
 from allocflow.models.order_status import OrderStatus
 from allocflow.models.policy import Policy
+from allocflow.models.route_alerts import RouteAlert
 from allocflow.models.topics import InputTopic, OutputTopic
 from allocflow.quality.gate import QualityGate
 from allocflow.quality.settings import GateSettings
 
-ALLOCATION_INPUTS = (InputTopic.ORDERS, InputTopic.RESERVATIONS, InputTopic.SHIPMENTS)
-"""Topics the allocation flow reads (shipments for goods issues)."""
+ALLOCATION_INPUTS = (
+    InputTopic.ORDERS,
+    InputTopic.RESERVATIONS,
+    InputTopic.SHIPMENTS,
+    InputTopic.CARRIER_EVENTS,
+)
+"""Topics the dataflow reads (shipments for goods issues and, with carrier events, routes)."""
 
 GATE_KEY = "gate"
 """The quality gate's single state key."""
 
-OutputRecord = AllocationDecision | AllocationException | OrderStatus | DeadLetterRecord | DqAlert
+OutputRecord = (
+    AllocationDecision | AllocationException | OrderStatus | DeadLetterRecord | DqAlert | RouteAlert
+)
 
 
 class Admission(NamedTuple):
@@ -116,12 +129,14 @@ class AllocationFlowConfig:
         shards: Number of SKU shards (fixed for a deployment: it is part of the state).
         endpoints: Where to read and write.
         gate: Parameters of the data-quality gate.
+        tracking: Parameters of route-delay detection.
     """
 
     policy: Policy
     endpoints: FileEndpoints | KafkaEndpoints
     shards: int = DEFAULT_SHARDS
     gate: GateSettings = field(default_factory=GateSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
 
 def build_allocation_flow(config: AllocationFlowConfig) -> Dataflow:
@@ -136,12 +151,15 @@ def build_allocation_flow(config: AllocationFlowConfig) -> Dataflow:
     decisions = op.filter_map("decisions", outputs, _decision_or_none)
     by_order = op.key_on("key_by_order", decisions, _order_id)
     statuses = op.stateful_flat_map("roll_up", by_order, _roll_up)
+    routes = op.branch("route_alerts_apart", track_routes(events, config.tracking), _is_route_alert)
     records: dict[OutputTopic, Stream[OutputRecord]] = {
         OutputTopic.ALLOCATION_DECISIONS: op.merge(
             "decision_records",
             op.key_rm("unkey_decisions", outputs),
             op.key_rm("unkey_statuses", statuses),
+            cast(Stream[OutputRecord], routes.falses),
         ),
+        OutputTopic.ROUTE_ALERTS: cast(Stream[OutputRecord], routes.trues),
         OutputTopic.DEAD_LETTER: cast(Stream[OutputRecord], split.trues),
         OutputTopic.DQ_ALERTS: cast(Stream[OutputRecord], alerts),
     }
@@ -183,6 +201,7 @@ def _output(
         OutputTopic.ALLOCATION_EXCEPTIONS: split.trues,
         OutputTopic.DEAD_LETTER: records[OutputTopic.DEAD_LETTER],
         OutputTopic.DQ_ALERTS: records[OutputTopic.DQ_ALERTS],
+        OutputTopic.ROUTE_ALERTS: records[OutputTopic.ROUTE_ALERTS],
     }
     for topic, stream in by_topic.items():
         step = topic.value.replace("-", "_")
@@ -301,6 +320,10 @@ def _is_alert(item: _Gated) -> TypeGuard[DqAlert]:
     return isinstance(item, DqAlert)
 
 
+def _is_route_alert(record: RouteOutput) -> TypeGuard[RouteAlert]:
+    return isinstance(record, RouteAlert)
+
+
 def _is_exception(record: OutputRecord) -> TypeGuard[AllocationException]:
     return isinstance(record, AllocationException)
 
@@ -327,4 +350,6 @@ def _message_key(record: OutputRecord) -> str | None:
         return record.key
     if isinstance(record, DqAlert):
         return record.feed
+    if isinstance(record, RouteAlert):
+        return record.shipment_id or f"{record.carrier_id}|{record.lane}"
     return record.order_id

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from allocflow.flows.allocation import ALLOCATION_INPUTS
 from allocflow.flows.cli import main
 
 pytestmark = pytest.mark.unit
@@ -11,8 +12,8 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def inputs(tmp_path: Path) -> Path:
-    for name in ("orders", "reservations", "shipments"):
-        (tmp_path / f"{name}.jsonl").write_text("")
+    for topic in ALLOCATION_INPUTS:
+        (tmp_path / f"{topic.value}.jsonl").write_text("")
     return tmp_path
 
 
@@ -83,4 +84,4 @@ def test_file_run_prints_where_every_input_went(
     assert report[2].startswith("alerts by check: duplicate 1")
 
 
-_FEEDS = ("orders", "reservations", "shipments")
+_FEEDS = tuple(topic.value for topic in ALLOCATION_INPUTS)
