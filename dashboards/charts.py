@@ -184,3 +184,54 @@ def stream_alerts(alerts: pl.DataFrame) -> alt.Chart:
         .properties(width=680, height=_HEIGHT // 3, title="In-stream alerts per hour")
     )
     return chart
+
+
+def transit_time(distribution: pl.DataFrame, percentiles: pl.DataFrame) -> alt.FacetChart:
+    """Histogram of transit hours per carrier (one row each, log hours), p50 and p90 as rules."""
+    marks = _long(
+        percentiles, ["carrier_id"], {"p50_seconds": "p50", "p90_seconds": "p90"}, "seconds"
+    ).with_columns((pl.col("seconds") / 3600).alias("hours"))
+    layers = pl.concat(
+        [distribution.with_columns(pl.lit("bin").alias("series")), marks.drop("seconds")],
+        how="diagonal",
+    )
+    hours = alt.X(
+        "lower_hours:Q",
+        title="transit hours (dispatch → delivery)",
+        scale=alt.Scale(type="log", nice=False),
+    )
+    bars = (
+        alt.Chart()
+        .transform_filter(alt.datum.series == "bin")
+        .mark_bar(opacity=0.75)
+        .encode(
+            x=hours,
+            x2="upper_hours:Q",
+            y=alt.Y("share:Q", title="share", axis=alt.Axis(format="%")),
+            y2=alt.datum(0),
+            tooltip=[
+                "carrier_id:N",
+                alt.Tooltip("lower_hours:Q", format=".1f", title="from hours"),
+                alt.Tooltip("upper_hours:Q", format=".1f", title="to hours"),
+                "shipments:Q",
+                alt.Tooltip("share:Q", format=".1%"),
+            ],
+        )
+    )
+    rules = (
+        alt.Chart()
+        .transform_filter(alt.datum.series != "bin")
+        .mark_rule(strokeWidth=2)
+        .encode(
+            x="hours:Q",
+            color=alt.Color("series:N", title=None, scale=alt.Scale(range=["#e45756", "#4c78a8"])),
+            tooltip=["carrier_id:N", "series:N", alt.Tooltip("hours:Q", format=".1f")],
+        )
+    )
+    chart: alt.FacetChart = (
+        alt.layer(bars, rules, data=layers)
+        .properties(width=620, height=70)
+        .facet(row=alt.Row("carrier_id:N", title=None, header=alt.Header(labelAngle=0)))
+        .properties(title="Transit time by carrier")
+    )
+    return chart

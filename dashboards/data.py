@@ -287,14 +287,20 @@ class Carriers:
         filters: The resolved filters.
         by_carrier: :func:`queries.on_time_by` carrier.
         by_lane: :func:`queries.on_time_by` lane.
-        alerts: :func:`queries.route_alerts`.
+        alerts_landed: :func:`queries.route_alerts_landed`.
+        open_alerts: :func:`queries.open_route_alerts`.
+        open_counts: :func:`queries.open_route_alert_counts`.
+        outcomes: :func:`queries.route_alert_outcomes`.
     """
 
     status: Status
     filters: Filters
     by_carrier: pl.DataFrame
     by_lane: pl.DataFrame
-    alerts: pl.DataFrame
+    alerts_landed: int
+    open_alerts: pl.DataFrame
+    open_counts: pl.DataFrame
+    outcomes: pl.DataFrame
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -308,7 +314,34 @@ def load_carriers(db: str, selection: Selection) -> Carriers:
             filters=filters,
             by_carrier=queries.on_time_by(con, filters, "carrier_id"),
             by_lane=queries.on_time_by(con, filters, "lane"),
-            alerts=queries.route_alerts(con),
+            alerts_landed=queries.route_alerts_landed(con),
+            open_alerts=queries.open_route_alerts(con, filters),
+            open_counts=queries.open_route_alert_counts(con, filters),
+            outcomes=queries.route_alert_outcomes(con, filters),
+        )
+
+
+@dataclass(frozen=True)
+class Transit:
+    """Transit times (dispatch to delivery) per carrier.
+
+    Attributes:
+        distribution: :func:`queries.transit_distribution`.
+        percentiles: :func:`queries.transit_percentiles`.
+    """
+
+    distribution: pl.DataFrame
+    percentiles: pl.DataFrame
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_transit(db: str, selection: Selection, lane: str | None) -> Transit:
+    """Transit-time distribution and p50/p90 per carrier, on one lane or (None) on all."""
+    with read_only(Path(db)) as (con, source):
+        filters = selection.resolve(_status(con, source).watermark)
+        return Transit(
+            distribution=queries.transit_distribution(con, filters, lane),
+            percentiles=queries.transit_percentiles(con, filters, lane),
         )
 
 

@@ -1,4 +1,4 @@
-"""Carriers & routes: on-time dispatch, delivery and OTIF by carrier and lane; route alerts."""
+"""Carriers & routes: on-time rates by carrier and lane, transit times, route alerts."""
 
 import polars as pl
 import streamlit as st
@@ -14,6 +14,8 @@ _RATE_COLUMNS = {
         ("otif_rate", "OTIF"),
     )
 }
+_ALL_LANES = "All lanes"
+_NO_ALERTS = "No route alerts landed yet."
 
 
 def _breakdown(rates: pl.DataFrame, by: str, title: str) -> None:
@@ -32,12 +34,38 @@ def _breakdown(rates: pl.DataFrame, by: str, title: str) -> None:
     chart.altair_chart(charts.on_time(rates, by, title), width="stretch")
 
 
-def _alerts(alerts: pl.DataFrame) -> None:
-    st.subheader("Route alerts")
-    if alerts.is_empty():
-        st.info("No route alerts landed yet.")
+def _transit(db: str, selection: Selection, lanes: list[str]) -> None:
+    st.subheader("Transit time")
+    lane = st.selectbox("Lane", [_ALL_LANES, *lanes], key="transit_lane")
+    transit = data.load_transit(db, selection, None if lane == _ALL_LANES else lane)
+    if transit.distribution.is_empty():
+        st.info("No shipments delivered in this window.")
         return
-    st.dataframe(alerts, hide_index=True, width="stretch")
+    st.altair_chart(charts.transit_time(transit.distribution, transit.percentiles))
+    st.caption(
+        "Dispatch to delivery of delivered shipments created in the window; bars are "
+        "each carrier's share of its shipments, rules its p50 and p90 (histogram estimates, "
+        "at most 4.4 % high)."
+    )
+
+
+def _alerts(carriers: data.Carriers) -> None:
+    st.subheader("Open route alerts")
+    if carriers.alerts_landed == 0:
+        st.info(_NO_ALERTS)
+        return
+    counts = carriers.open_counts
+    for column, row in zip(st.columns(counts.height), counts.iter_rows(named=True), strict=True):
+        column.metric(row["kind"].replace("_", " ").capitalize(), row["open_alerts"])
+    if carriers.open_alerts.is_empty():
+        st.success("No route alert is open.")
+    else:
+        st.dataframe(carriers.open_alerts, hide_index=True, width="stretch")
+    st.subheader("Recent resolutions and late deliveries")
+    if carriers.outcomes.is_empty():
+        st.info("No route alert resolved and no late delivery yet.")
+        return
+    st.dataframe(carriers.outcomes, hide_index=True, width="stretch")
 
 
 @st.fragment(run_every=ui.REFRESH_S)
@@ -48,15 +76,21 @@ def _live(db: str, selection: Selection) -> None:
         ui.unavailable(error)
         return
     ui.freshness(carriers.status, carriers.filters)
+    _alerts(carriers)
     _breakdown(carriers.by_carrier, "carrier_id", "By carrier")
     _breakdown(carriers.by_lane, "lane", "By lane")
-    _alerts(carriers.alerts)
+    try:
+        _transit(db, selection, carriers.by_lane["lane"].drop_nulls().to_list())
+    except data.DataUnavailableError as error:
+        ui.unavailable(error)
 
 
 st.title("Carriers & routes")
 st.caption(
     "Shipments by creation hour; the node and time range filters apply, region, channel "
-    "and tier do not. A rate is its on-time count / shipments dispatched (or delivered)."
+    "and tier do not. A rate is its on-time count / shipments dispatched (or delivered). "
+    "Route alerts: the node filter applies to each lane's origin node; open alerts are "
+    "open now, whatever the time range."
 )
 _context = ui.page_context()
 _live(_context.db, _context.selection)

@@ -27,8 +27,13 @@ from typing import Any, Literal
 import duckdb
 import polars as pl
 
-from allocflow.connectors.landing.kpi_views import AGE_BUCKETS, percentiles_sql
+from allocflow.connectors.landing.kpi_views import (
+    AGE_BUCKETS,
+    OPENING_ROUTE_ALERT_KINDS,
+    percentiles_sql,
+)
 from allocflow.connectors.landing.snapshot import CLOSED_EXCEPTIONS_DAYS
+from allocflow.models.route_alerts import RouteAlertKind
 
 Grain = Literal["hour", "day"]
 """Time grain of a trend: one point per hour or per day."""
@@ -571,13 +576,114 @@ def on_time_by(
     return _frame(con, sql, filters.parameters())
 
 
-def route_alerts(con: duckdb.DuckDBPyConnection, limit: int = 500) -> pl.DataFrame:
-    """The newest route alerts."""
-    sql = """
-        SELECT detected_at, kind, severity, carrier_id, lane, shipment_id, order_id,
-               promised_delivery, expected_delivery, resolves_alert_id, detail, alert_id
-        FROM route_alerts ORDER BY detected_at DESC, alert_id LIMIT $limit"""
-    return _frame(con, sql, {"limit": limit})
+def _lane_node_slice(lane: str) -> str:
+    """The node filter on a lane's origin node: lanes are ``NODE>region`` (docs/contract.md)."""
+    return f"(len($nodes) = 0 OR list_contains($nodes, split_part({lane}, '>', 1)))"
+
+
+_ALERT_COLUMNS = """detected_at, kind, severity, carrier_id, lane, shipment_id, order_id,
+    promised_delivery, expected_delivery"""
+
+
+def route_alerts_landed(con: duckdb.DuckDBPyConnection) -> int:
+    """How many route alerts were landed in all (a snapshot counts them all too)."""
+    landed: int = _scalar(con, "SELECT landed FROM fact_counts WHERE fact = 'route_alerts'")
+    return landed
+
+
+def open_route_alerts(con: duckdb.DuckDBPyConnection, filters: Filters) -> pl.DataFrame:
+    """Route alerts still open, newest first.
+
+    Open: an opening kind (``NOT_DISPATCHED``, ``AT_RISK``, ``STALLED``,
+    ``LANE_DEGRADED``) that no ``RESOLVED`` alert references. The node filter applies
+    to the lane's origin node; the time window does not (open means open now).
+    ``hours_late`` is the expected delivery minus the promise, in hours.
+    """
+    sql = f"""
+        SELECT {_ALERT_COLUMNS},
+               round(date_diff('second', promised_delivery, expected_delivery) / 3600.0, 1)
+                   AS hours_late,
+               detail, alert_id
+        FROM open_route_alerts WHERE {_lane_node_slice("lane")}
+        ORDER BY detected_at DESC, alert_id"""
+    return _frame(con, sql, filters.parameters())
+
+
+def open_route_alert_counts(con: duckdb.DuckDBPyConnection, filters: Filters) -> pl.DataFrame:
+    """Open route alerts per opening kind, zero when none: ``kind``, ``open_alerts``."""
+    kinds = ", ".join(f"('{kind.value}', {i})" for i, kind in enumerate(OPENING_ROUTE_ALERT_KINDS))
+    sql = f"""
+        SELECT k.kind, CAST(count(a.alert_id) AS BIGINT) AS open_alerts
+        FROM (VALUES {kinds}) AS k(kind, position)
+        LEFT JOIN (SELECT * FROM open_route_alerts WHERE {_lane_node_slice("lane")}) AS a
+            USING (kind)
+        GROUP BY k.kind, k.position ORDER BY k.position"""
+    return _frame(con, sql, filters.parameters())
+
+
+def route_alert_outcomes(
+    con: duckdb.DuckDBPyConnection, filters: Filters, limit: int = 20
+) -> pl.DataFrame:
+    """The newest resolutions and late deliveries, newest first.
+
+    A ``RESOLVED`` row names the kind it cleared (``resolved_kind``) and how long that
+    alert was open (``hours_open``), when the data still holds it. The node filter
+    applies; the time window does not.
+    """
+    sql = f"""
+        SELECT a.detected_at, a.kind, o.kind AS resolved_kind,
+               round(date_diff('second', o.detected_at, a.detected_at) / 3600.0, 1)
+                   AS hours_open,
+               a.severity, a.carrier_id, a.lane, a.shipment_id, a.order_id,
+               a.promised_delivery, a.expected_delivery, a.detail, a.alert_id,
+               a.resolves_alert_id
+        FROM route_alerts AS a LEFT JOIN route_alerts AS o ON o.alert_id = a.resolves_alert_id
+        WHERE a.kind IN ('{RouteAlertKind.RESOLVED.value}', '{RouteAlertKind.LATE.value}')
+          AND {_lane_node_slice("a.lane")}
+        ORDER BY a.detected_at DESC, a.alert_id LIMIT $limit"""
+    return _frame(con, sql, {**filters.parameters(), "limit": limit})
+
+
+_TRANSIT_WHERE = f"{_SHIPMENT_WHERE} AND ($lane IS NULL OR lane = $lane)"
+_DISPLAY_BUCKETS = 4
+"""Histogram buckets per displayed bin: 4 of 16 per doubling, bins about 19 % wide."""
+
+
+def transit_distribution(
+    con: duckdb.DuckDBPyConnection, filters: Filters, lane: str | None = None
+) -> pl.DataFrame:
+    """How long delivered shipments took from dispatch to delivery, per carrier.
+
+    From the ``hist_transit_time`` aggregate (every shipment, also in a snapshot),
+    binned four histogram buckets to a bin. Node and time window (creation hour) apply;
+    ``lane`` None means every lane. Columns: ``carrier_id``, ``lower_hours``,
+    ``upper_hours``, ``shipments`` and ``share`` (of the carrier's shipments).
+    """
+    sql = f"""
+        WITH b AS (
+            SELECT carrier_id, floor(bucket / {_DISPLAY_BUCKETS}) AS bin,
+                   sum(shipments) AS shipments
+            FROM hist_transit_time {_TRANSIT_WHERE} GROUP BY ALL)
+        SELECT carrier_id,
+               bucket_upper(bin * {_DISPLAY_BUCKETS} - 1) / 3600.0 AS lower_hours,
+               bucket_upper((bin + 1) * {_DISPLAY_BUCKETS} - 1) / 3600.0 AS upper_hours,
+               CAST(shipments AS BIGINT) AS shipments,
+               shipments / sum(shipments) OVER (PARTITION BY carrier_id) AS share
+        FROM b ORDER BY carrier_id, bin"""
+    return _frame(con, sql, {**filters.parameters(), "lane": lane})
+
+
+def transit_percentiles(
+    con: duckdb.DuckDBPyConnection, filters: Filters, lane: str | None = None
+) -> pl.DataFrame:
+    """p50 and p90 transit time per carrier, by the KPI views' histogram rule.
+
+    Node, time window and ``lane`` apply as in :func:`transit_distribution`. Columns:
+    ``carrier_id``, ``shipments``, ``p50_seconds``, ``p90_seconds``.
+    """
+    source = f"SELECT carrier_id, bucket, shipments FROM hist_transit_time {_TRANSIT_WHERE}"
+    sql = f"SELECT * FROM ({_percentiles(source, ('carrier_id',), 'shipments')}) ORDER BY 1"
+    return _frame(con, sql, {**filters.parameters(), "lane": lane})
 
 
 def dead_letter_counts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

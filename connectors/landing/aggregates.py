@@ -146,8 +146,10 @@ ORDER_FILL = Aggregate(
             "CAST(e.lines_active > 0 AND greatest(coalesce(e.split_count, 0), e.shipments) > 1 "
             "AS INTEGER)"
         ),
-        "orders_touchless": f"CAST({_ORDER_FILLED} AND e.exceptions_opened = 0 AS INTEGER)",
-        "orders_with_exception": "CAST(e.exceptions_opened > 0 AS INTEGER)",
+        "orders_touchless": (
+            f"CAST({_ORDER_FILLED} AND e.allocation_exceptions_opened = 0 AS INTEGER)"
+        ),
+        "orders_with_exception": "CAST(e.allocation_exceptions_opened > 0 AS INTEGER)",
     },
     where=_ORDER_DECIDED,
 )
@@ -204,6 +206,16 @@ ON_TIME = Aggregate(
     where="e.created_at IS NOT NULL",
 )
 
+_TRANSIT = f"seconds_between(e.dispatched_at, {_DELIVERED_AT})"
+
+TRANSIT_TIME = Aggregate(
+    table="hist_transit_time",
+    entity="shipments",
+    keys={**ON_TIME.keys, "bucket": f"log_bucket({_TRANSIT})"},
+    measures={"shipments": "1"},
+    where=f"e.created_at IS NOT NULL AND {_TRANSIT} IS NOT NULL",
+)
+
 EXCEPTIONS = Aggregate(
     table="agg_exceptions",
     entity="exceptions",
@@ -245,6 +257,7 @@ AGGREGATES: tuple[Aggregate, ...] = (
     ORDER_FILL,
     CYCLE_TIME,
     ON_TIME,
+    TRANSIT_TIME,
     EXCEPTIONS,
     EXCEPTION_RESOLVE,
     ALLOCATION_LATENCY,

@@ -10,6 +10,7 @@ Percentiles come from 16-per-doubling histograms. ``docs/kpis.md`` has the formu
 import duckdb
 
 from allocflow.connectors.landing.aggregates import measure_type
+from allocflow.models.route_alerts import RouteAlertKind
 
 _ORDER_DIMS = ("region", "channel", "customer_tier")
 _SHIPMENT_DIMS = ("node_id", "carrier_id", "lane")
@@ -146,6 +147,21 @@ SELECT period, period_start, {", ".join(_SHIPMENT_DIMS)}, {", ".join(_SHIPMENT_M
 FROM ({_by_period("agg_shipments", _SHIPMENT_DIMS, _SHIPMENT_MEASURES)})
 """
 
+_TRANSIT_GROUPS = ("period", "period_start", *_SHIPMENT_DIMS)
+KPI_TRANSIT_TIME = f"""
+CREATE OR REPLACE VIEW kpi_transit_time AS
+SELECT period, period_start, {", ".join(_SHIPMENT_DIMS)}, shipments,
+       p50 AS p50_hours, p90 AS p90_hours
+FROM ({
+    percentiles_sql(
+        _by_period("hist_transit_time", (*_SHIPMENT_DIMS, "bucket"), ("shipments",)),
+        _TRANSIT_GROUPS,
+        "shipments",
+        " / 3600.0",
+    )
+})
+"""
+
 _AGE_CASE = " ".join(
     f"WHEN age_hours < {bound} THEN '{label}'" for label, bound in AGE_BUCKETS if bound is not None
 )
@@ -214,10 +230,28 @@ KPI_VIEWS: dict[str, str] = {
     "kpi_exception_aging": KPI_EXCEPTION_AGING,
     "kpi_exception_resolution": KPI_EXCEPTION_RESOLUTION,
     "kpi_on_time": KPI_ON_TIME,
+    "kpi_transit_time": KPI_TRANSIT_TIME,
     "kpi_allocation_latency": KPI_ALLOCATION_LATENCY,
     "kpi_touchless_rate": KPI_TOUCHLESS_RATE,
 }
 
+OPENING_ROUTE_ALERT_KINDS = (
+    RouteAlertKind.NOT_DISPATCHED,
+    RouteAlertKind.AT_RISK,
+    RouteAlertKind.STALLED,
+    RouteAlertKind.LANE_DEGRADED,
+)
+"""Route alert kinds that open an alert; a later ``RESOLVED`` alert closes each."""
+
+OPEN_ROUTE_ALERTS = f"""
+CREATE OR REPLACE VIEW open_route_alerts AS
+SELECT a.* FROM route_alerts AS a
+WHERE a.kind IN ({", ".join(f"'{k.value}'" for k in OPENING_ROUTE_ALERT_KINDS)})
+  AND a.alert_id NOT IN (SELECT resolves_alert_id FROM route_alerts
+                         WHERE kind = '{RouteAlertKind.RESOLVED.value}'
+                           AND resolves_alert_id IS NOT NULL)
+"""
+"""Route alerts of an opening kind that no ``RESOLVED`` alert references (yet)."""
 
 SUMMARY_VIEWS: dict[str, str] = {
     "dead_letter_counts": """
@@ -259,9 +293,10 @@ UNION ALL SELECT 'route_alerts', count(*) FROM route_alerts
 
 
 def create_views(con: duckdb.DuckDBPyConnection, *, summaries: bool = True) -> None:
-    """Create (or replace) every KPI view, and the summary views unless told not to."""
+    """Create (or replace) the KPI views and ``open_route_alerts``; the summaries by default."""
     for ddl in KPI_VIEWS.values():
         con.execute(ddl)
+    con.execute(OPEN_ROUTE_ALERTS)
     if summaries:
         for ddl in SUMMARY_VIEWS.values():
             con.execute(ddl)

@@ -11,6 +11,7 @@ writer filters staging frames down to new event and decision ids first.
 from collections.abc import Iterable
 
 from allocflow.connectors.landing.staging import SHIPMENT_EARLIEST, SHIPMENT_FIRST
+from allocflow.models.vocabulary import ReasonCode
 
 
 def _insert(table: str, columns: Iterable[str], frame: str, conflict: str) -> str:
@@ -232,13 +233,19 @@ ON CONFLICT (order_id) DO UPDATE SET shipments = excluded.shipments,
     first_dispatched_at = excluded.first_dispatched_at, delivered_at = excluded.delivered_at
 """
 
-ORDER_EXCEPTION_SUMMARY = """
-INSERT INTO orders (order_id, exceptions_opened, exceptions_open)
-SELECT order_id, count(*), count(*) FILTER (WHERE closed_at IS NULL)
+NOT_ALLOCATION_REASONS = (ReasonCode.ROUTE_DELAY_RISK, ReasonCode.DATA_QUALITY)
+"""Exception reasons that are no allocation touch: route delays and bad data."""
+
+ORDER_EXCEPTION_SUMMARY = f"""
+INSERT INTO orders (order_id, exceptions_opened, exceptions_open, allocation_exceptions_opened)
+SELECT order_id, count(*), count(*) FILTER (WHERE closed_at IS NULL),
+       count(*) FILTER (WHERE reason_code NOT IN
+                        ({", ".join(f"'{r.value}'" for r in NOT_ALLOCATION_REASONS)}))
 FROM exceptions SEMI JOIN affected_orders USING (order_id)
 GROUP BY order_id
 ON CONFLICT (order_id) DO UPDATE SET exceptions_opened = excluded.exceptions_opened,
-    exceptions_open = excluded.exceptions_open
+    exceptions_open = excluded.exceptions_open,
+    allocation_exceptions_opened = excluded.allocation_exceptions_opened
 """
 
 ORDER_SUMMARIES = (ORDER_LINE_SUMMARY, ORDER_SHIPMENT_SUMMARY, ORDER_EXCEPTION_SUMMARY)

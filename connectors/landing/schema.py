@@ -8,7 +8,7 @@ aggregates and views are in :mod:`allocflow.connectors.landing.aggregates` and
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bumped when a table changes; a file of another version is refused, not migrated."""
 
 FACT_TABLES: dict[str, str] = {
@@ -68,7 +68,8 @@ FACT_TABLES: dict[str, str] = {
         first_dispatched_at TIMESTAMP,
         delivered_at TIMESTAMP,
         exceptions_opened INTEGER NOT NULL DEFAULT 0,
-        exceptions_open INTEGER NOT NULL DEFAULT 0""",
+        exceptions_open INTEGER NOT NULL DEFAULT 0,
+        allocation_exceptions_opened INTEGER NOT NULL DEFAULT 0""",
     "order_lines": """
         order_id VARCHAR NOT NULL,
         line_id VARCHAR NOT NULL,

@@ -9,7 +9,9 @@ half-written batch, and the dashboards keep working while the pipeline restarts.
 The snapshot holds every KPI aggregate (so the KPI views answer exactly as on the
 main file), the summaries as tables, all open exceptions and those closed in the
 last week, the most recent orders, and — for the orders in it — lines, decisions,
-shipments and events, so the exceptions queue can show each order's timeline.
+shipments and events, so the exceptions queue can show each order's timeline. It
+holds every open route alert and the newest others (with the resolutions of those),
+so ``open_route_alerts`` answers as on the main file.
 """
 
 import os
@@ -26,7 +28,8 @@ from allocflow.connectors.landing.kpi_views import SUMMARY_VIEWS, create_views
 RECENT_ORDERS = 5000
 """Most recent orders (by placement time) copied besides those with exceptions."""
 NEWEST_RECORDS = 1000
-"""Newest dead letters, data-quality results and route alerts copied."""
+"""Newest dead letters, data-quality results and route alerts copied (route alerts besides
+every open one, and with the alerts the newest resolve or are resolved by)."""
 CLOSED_EXCEPTIONS_DAYS = 7
 """Closed exceptions stay in the snapshot this long (event time) after closing."""
 
@@ -79,8 +82,15 @@ _SELECTIONS: dict[str, str] = {
         LIMIT {NEWEST_RECORDS}""",
     "dq_results": f"""SELECT * FROM dq_results ORDER BY detected_at DESC, result_id
         LIMIT {NEWEST_RECORDS}""",
-    "route_alerts": f"""SELECT * FROM route_alerts ORDER BY detected_at DESC, alert_id
-        LIMIT {NEWEST_RECORDS}""",
+    "route_alerts": f"""
+        WITH newest AS (SELECT * FROM route_alerts ORDER BY detected_at DESC, alert_id
+                        LIMIT {NEWEST_RECORDS})
+        SELECT * FROM newest
+        UNION SELECT * FROM open_route_alerts
+        UNION SELECT r.* FROM route_alerts AS r
+              WHERE r.resolves_alert_id IN (SELECT alert_id FROM newest)
+        UNION SELECT o.* FROM route_alerts AS o
+              WHERE o.alert_id IN (SELECT resolves_alert_id FROM newest)""",
 }
 """What each fact table of the snapshot holds, in build order."""
 

@@ -1,6 +1,8 @@
 """KPIs after incremental landing equal a from-scratch recomputation over the landed facts."""
 
 import random
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -9,10 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from allocflow.connectors.landing.aggregates import AGGREGATES, recompute_sql
-from allocflow.connectors.landing.kpi_views import KPI_VIEWS
+from allocflow.connectors.landing.kpi_views import KPI_VIEWS, percentiles_sql
 from allocflow.connectors.landing.records import LandingRecord
 from allocflow.connectors.landing.writer import DuckDBWriter
+from allocflow.models.allocation_exceptions import AllocationException, ExceptionState
 from allocflow.models.topics import InputTopic, OutputTopic
+from allocflow.models.vocabulary import OwnerRole, ReasonCode, Severity
 
 pytestmark = pytest.mark.integration
 
@@ -148,23 +152,90 @@ def test_order_rates_equal_recomputation_from_lines_shipments_and_exceptions(
                    count(l.line_id) FILTER (WHERE l.outcome <> 'cancelled') AS active,
                    count(l.line_id) FILTER (WHERE l.outcome = 'allocated') AS full_now,
                    (SELECT count(*) FROM shipments AS s WHERE s.order_id = o.order_id) AS ships,
-                   (SELECT count(*) FROM exceptions AS e WHERE e.order_id = o.order_id) AS exc
+                   (SELECT count(*) FROM exceptions AS e WHERE e.order_id = o.order_id
+                    AND e.reason_code NOT IN ('ROUTE_DELAY_RISK', 'DATA_QUALITY')) AS exc
             FROM orders AS o LEFT JOIN lines AS l USING (order_id)
             WHERE o.placed_at IS NOT NULL GROUP BY ALL)
         SELECT date_trunc('day', placed_at), region, channel, customer_tier,
                count(*), count(*) FILTER (WHERE active > 0 AND full_now = active),
                count(*) FILTER (WHERE active > 0
                                 AND greatest(coalesce(split_count, 0), ships) > 1),
-               count(*) FILTER (WHERE active > 0 AND full_now = active AND exc = 0)
+               count(*) FILTER (WHERE active > 0 AND full_now = active AND exc = 0),
+               count(*) FILTER (WHERE exc > 0)
         FROM per_order WHERE line_count > 0 AND decided >= line_count GROUP BY ALL"""
     view = """
         SELECT f.period_start, f.region, f.channel, f.customer_tier, f.orders_decided,
-               f.orders_current_full, s.orders_split, t.orders_touchless
+               f.orders_current_full, s.orders_split, t.orders_touchless, t.orders_with_exception
         FROM kpi_fill_rate AS f
         JOIN kpi_split_rate AS s USING (period, period_start, region, channel, customer_tier)
         JOIN kpi_touchless_rate AS t USING (period, period_start, region, channel, customer_tier)
         WHERE f.period = 'day' AND f.orders_decided > 0"""
     assert _differences(landed, view, recomputed) == 0
+
+
+def _exception(order_id: str, reason: ReasonCode, number: int) -> LandingRecord:
+    opened = datetime(2026, 3, 9, tzinfo=UTC)
+    exception = AllocationException(
+        record_id=f"exc-test-{number}-open",
+        exception_id=f"exc-test-{number}",
+        state=ExceptionState.OPEN,
+        order_id=order_id,
+        reason_code=reason,
+        severity=Severity.WARNING,
+        owner_role=OwnerRole.LOGISTICS,
+        opened_at=opened,
+        detail=f"{reason.value} for the test",
+        cause_event_id=f"evt-test-{number}",
+    )
+    topic = OutputTopic.ALLOCATION_EXCEPTIONS.value
+    return LandingRecord(topic, "test", 0, number, exception.model_dump_json().encode())
+
+
+def _order_counts(con: duckdb.DuckDBPyConnection, order_id: str) -> tuple[object, ...]:
+    found = con.execute(
+        "SELECT o.exceptions_opened, (SELECT sum(orders_touchless) FROM agg_order_fill), "
+        "(SELECT sum(orders_with_exception) FROM agg_order_fill) "
+        "FROM orders AS o WHERE order_id = ?",
+        [order_id],
+    ).fetchone()
+    assert found is not None
+    return tuple(found)
+
+
+def test_route_delay_and_data_quality_exceptions_are_no_allocation_touch(
+    landed_run: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "touch.duckdb"
+    shutil.copy(landed_run / "allocflow.duckdb", path)
+    with DuckDBWriter(path) as writer:
+        con = writer.connection
+        touchless = con.execute(
+            "SELECT order_id FROM orders WHERE placed_at IS NOT NULL AND line_count > 0 "
+            "AND lines_decided >= line_count AND lines_active > 0 "
+            "AND lines_current_full = lines_active AND allocation_exceptions_opened = 0 "
+            "ORDER BY order_id LIMIT 1"
+        ).fetchone()
+        assert touchless is not None
+        order_id = str(touchless[0])
+        opened, orders_touchless, with_exception = _order_counts(con, order_id)
+        writer.land(
+            [
+                _exception(order_id, ReasonCode.ROUTE_DELAY_RISK, 0),
+                _exception(order_id, ReasonCode.DATA_QUALITY, 1),
+            ]
+        )
+        assert _order_counts(con, order_id) == (opened + 2, orders_touchless, with_exception)
+        writer.land([_exception(order_id, ReasonCode.STOCKOUT, 2)])
+        assert _order_counts(con, order_id) == (
+            opened + 3,
+            orders_touchless - 1,
+            with_exception + 1,
+        )
+        for aggregate in AGGREGATES:
+            differences = _differences(
+                con, f"SELECT * FROM {aggregate.table}", recompute_sql(aggregate)
+            )
+            assert differences == 0, aggregate.table
 
 
 def test_cycle_time_percentiles_equal_recomputation_and_bound_the_exact_value(
@@ -215,6 +286,39 @@ def test_on_time_equals_recomputation_from_shipments(landed: duckdb.DuckDBPyConn
                dispatched_on_time, delivered, delivered_on_time, delivered_otif
         FROM kpi_on_time WHERE period = 'day'"""
     assert _differences(landed, view, recomputed) == 0
+
+
+def test_transit_time_percentiles_bound_the_exact_value_per_carrier(
+    landed: duckdb.DuckDBPyConnection,
+) -> None:
+    transit = (
+        "date_diff('millisecond', dispatched_at, coalesce(delivered_at, carrier_delivered_at)) "
+        "/ 3600000.0"
+    )
+    exact = landed.execute(
+        f"SELECT carrier_id, count(*), quantile_disc({transit}, 0.5), "
+        f"quantile_disc({transit}, 0.9) FROM shipments "
+        f"WHERE created_at IS NOT NULL AND {transit} IS NOT NULL GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    view = landed.execute(
+        "SELECT carrier_id, sum(shipments) FROM kpi_transit_time WHERE period = 'day' "
+        "GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert [row[:2] for row in exact] == view
+    assert len(view) >= 3
+    percentiles = percentiles_sql(
+        "SELECT carrier_id, bucket, shipments FROM hist_transit_time",
+        ("carrier_id",),
+        "shipments",
+        " / 3600.0",
+    )
+    for carrier, _, p50, p90 in exact:
+        estimate = landed.execute(
+            f"SELECT p50, p90 FROM ({percentiles}) WHERE carrier_id = ?", [carrier]
+        ).fetchone()
+        assert estimate is not None
+        for value, true_value in zip(estimate, (p50, p90), strict=True):
+            assert true_value <= value <= true_value * 2 ** (1 / 16) + 1e-9, carrier
 
 
 def test_exception_kpis_equal_recomputation(landed: duckdb.DuckDBPyConnection) -> None:

@@ -38,7 +38,7 @@ def landed(landed_run: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 @pytest.fixture
 def reopened(landed_run: Path, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A copy of the snapshot whose ten first exceptions are open again, with two route alerts."""
+    """A copy of the snapshot whose ten first exceptions are open again."""
     copy = tmp_path / "reopened.duckdb"
     shutil.copy(landed_run / "allocflow.duckdb.snapshot", copy)
     with duckdb.connect(str(copy)) as connection:
@@ -46,12 +46,6 @@ def reopened(landed_run: Path, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnec
             """UPDATE exceptions SET closed_at = NULL, resolution = NULL
                WHERE exception_id IN (SELECT exception_id FROM exceptions
                                       ORDER BY opened_at, exception_id LIMIT 10)"""
-        )
-        connection.execute(
-            """INSERT INTO route_alerts (alert_id, kind, severity, carrier_id, lane, detected_at,
-                                         detail)
-               VALUES ('ra-1', 'late', 'warning', 'CARR-A', 'DC-X>west', '2026-03-03 10:00', 'a'),
-                 ('ra-2', 'late', 'critical', 'CARR-B', 'DC-Y>west', '2026-03-03 11:00', 'b')"""
         )
     with duckdb.connect(str(copy), read_only=True) as connection:
         yield connection
@@ -324,8 +318,11 @@ def test_aging_of_reopened_exceptions_equals_the_view(
            FROM kpi_exception_aging GROUP BY ALL ORDER BY age_bucket_order, reason_code"""
     ).fetchall()
     assert aging.rows() == view
-    assert aging["open_exceptions"].sum() == 10
-    assert queries.open_exceptions(reopened, Filters()).item() == 10
+    still_open = _one(reopened, "SELECT count(*) FROM exceptions WHERE closed_at IS NULL")
+    assert aging["open_exceptions"].sum() == still_open
+    assert queries.open_exceptions(reopened, Filters()).item() == still_open
+    assert isinstance(still_open, int)
+    assert still_open >= 10
 
 
 def test_exception_filters_follow_the_order(reopened: duckdb.DuckDBPyConnection) -> None:
@@ -335,7 +332,10 @@ def test_exception_filters_follow_the_order(reopened: duckdb.DuckDBPyConnection)
                WHERE e.closed_at IS NULL GROUP BY 1"""
         ).fetchall()
     )
+    assert any(region is not None for region in by_region)
     for region, expected in by_region.items():
+        if region is None:  # orders known only from shipments: no region to filter on
+            continue
         filters = Filters(regions=(region,))
         assert queries.open_exceptions(reopened, filters).item() == expected
         assert queries.exceptions_queue(reopened, filters, QueueFilters()).height == expected
@@ -349,7 +349,7 @@ def test_queue_lists_open_exceptions_oldest_first_with_their_age(
 
     queue = queries.exceptions_queue(reopened, Filters(), QueueFilters())
 
-    assert queue.height == 10
+    assert queue.height == _one(reopened, "SELECT count(*) FROM exceptions WHERE closed_at IS NULL")
     assert set(queue["status"]) == {"open"}
     assert queue["opened_at"].is_sorted()
     for opened, age in queue.select("opened_at", "age_hours").rows():
@@ -367,7 +367,7 @@ def test_queue_with_closed_exceptions_lists_every_exception_of_the_week(
 ) -> None:
     queue = queries.exceptions_queue(con, Filters(), QueueFilters(include_closed=True))
 
-    assert queue.height == _one(landed, "SELECT count(*) FROM exceptions") == 126
+    assert queue.height == _one(landed, "SELECT count(*) FROM exceptions")
     closed = queue.filter(status="closed")
     hours = [
         (c - o).total_seconds() / 3600 for o, c in closed.select("opened_at", "closed_at").rows()
@@ -482,11 +482,82 @@ def test_on_time_by_node_and_unknown_dimension(con: duckdb.DuckDBPyConnection) -
         queries.on_time_by(con, Filters(), "node_id")  # type: ignore[arg-type]
 
 
-def test_route_alerts_newest_first(reopened: duckdb.DuckDBPyConnection) -> None:
-    alerts = queries.route_alerts(reopened)
+_TRANSIT_HOURS = (
+    "date_diff('millisecond', dispatched_at, coalesce(delivered_at, carrier_delivered_at)) "
+    "/ 3600000.0"
+)
 
-    assert alerts["alert_id"].to_list() == ["ra-2", "ra-1"]
-    assert queries.route_alerts(reopened, limit=1)["alert_id"].to_list() == ["ra-2"]
+
+@pytest.mark.parametrize(
+    ("filters", "lane", "where"),
+    [
+        (Filters(), None, "TRUE"),
+        (Filters(nodes=("DC-NJ",)), None, "node_id = 'DC-NJ'"),
+        (Filters(), "DC-NJ>northeast", "lane = 'DC-NJ>northeast'"),
+    ],
+    ids=["all", "node", "lane"],
+)
+def test_transit_distribution_holds_every_delivered_shipment(
+    con: duckdb.DuckDBPyConnection,
+    landed: duckdb.DuckDBPyConnection,
+    filters: Filters,
+    lane: str | None,
+    where: str,
+) -> None:
+    distribution = queries.transit_distribution(con, filters, lane)
+
+    expected = landed.execute(
+        f"""SELECT carrier_id, count(*), min({_TRANSIT_HOURS}), max({_TRANSIT_HOURS})
+            FROM shipments WHERE created_at IS NOT NULL AND {_TRANSIT_HOURS} IS NOT NULL
+              AND {where} GROUP BY 1 ORDER BY 1"""
+    ).fetchall()
+    assert expected
+    for carrier, shipments, shortest, longest in expected:
+        bins = distribution.filter(distribution["carrier_id"] == carrier)
+        assert bins["shipments"].sum() == shipments
+        assert bins["share"].sum() == pytest.approx(1.0)
+        assert bins["lower_hours"].min() < shortest
+        assert longest <= bins["upper_hours"].max()
+        assert (bins["lower_hours"][1:] >= bins["upper_hours"][:-1]).all()
+    assert distribution["carrier_id"].unique().sort().to_list() == [e[0] for e in expected]
+
+
+def test_transit_percentiles_equal_the_view_and_honour_the_window(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    everything = queries.transit_percentiles(con, Filters())
+    view = con.execute(
+        """SELECT carrier_id, sum(shipments) FROM kpi_transit_time WHERE period = 'day'
+           GROUP BY 1 ORDER BY 1"""
+    ).fetchall()
+    assert everything.select("carrier_id", "shipments").rows() == view
+    assert (everything["p50_seconds"] <= everything["p90_seconds"]).all()
+
+    day = _one(con, "SELECT min(period_start) FROM kpi_transit_time")
+    assert isinstance(day, datetime)
+    one_day = Filters(start=day, end=day + timedelta(days=1))
+    single = queries.transit_percentiles(con, one_day, "DC-NJ>northeast")
+    rows = con.execute(
+        """SELECT carrier_id, shipments, p50_hours * 3600, p90_hours * 3600 FROM kpi_transit_time
+           WHERE period = 'day' AND period_start = ? AND lane = 'DC-NJ>northeast'
+           ORDER BY 1""",
+        [day],
+    ).fetchall()
+    assert rows
+    assert [row[:2] for row in single.rows()] == [row[:2] for row in rows]
+    for got, want in zip(single.rows(), rows, strict=True):
+        assert got[2:] == pytest.approx(want[2:])
+
+
+def test_open_route_alerts_agree_on_snapshot_and_landed_file(
+    landed_run: Path, landed: duckdb.DuckDBPyConnection
+) -> None:
+    snapshot = landed_run / "allocflow.duckdb.snapshot"
+    with duckdb.connect(str(snapshot), read_only=True) as connection:
+        shown = queries.open_route_alerts(connection, Filters())
+        counts = queries.open_route_alert_counts(connection, Filters())
+    assert shown.equals(queries.open_route_alerts(landed, Filters()))
+    assert counts["open_alerts"].sum() == shown.height
 
 
 # --- data quality ---------------------------------------------------------------------
@@ -498,7 +569,9 @@ def test_dead_letter_counts_cover_every_dead_letter(
     counts = queries.dead_letter_counts(con)
 
     total = _one(landed, "SELECT count(*) FROM dead_letters")
-    assert counts["dead_letters"].sum() == total == 268
+    assert counts["dead_letters"].sum() == total
+    assert isinstance(total, int)
+    assert total > 0
     by_topic = dict(
         landed.execute("SELECT source_topic, count(*) FROM dead_letters GROUP BY 1").fetchall()
     )
