@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocflow.connectors.kafka_config import KafkaConnection
+from allocflow.flows.tracking.settings import TrackingSettings
 from allocflow.models.topics import InputTopic, OutputTopic
 from allocflow.quality.settings import GateSettings
 
@@ -127,6 +128,80 @@ class Settings(BaseSettings):
         description="Data-quality gate: seconds without an event naming a node before it is stale.",
     )
 
+    route_stall_after_s: float = Field(
+        default=64_800.0,
+        gt=0,
+        description="Route tracking: seconds without a carrier scan before a dispatched "
+        "shipment is STALLED.",
+    )
+    route_at_risk_margin_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Route tracking: seconds the expected delivery may pass the promise "
+        "before AT_RISK.",
+    )
+    route_prediction_quantile: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Route tracking: quantile of the lane's recent transit times (those longer "
+        "than the shipment's so far) used as its predicted transit.",
+    )
+    route_transit_window_s: float = Field(
+        default=259_200.0,
+        gt=0,
+        description="Route tracking: seconds of recent deliveries a lane predicts and rates "
+        "its on-time performance from.",
+    )
+    route_min_transit_samples: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Route tracking: recent deliveries a lane needs before it predicts and "
+        "is judged.",
+    )
+    route_baseline_window_s: float = Field(
+        default=604_800.0,
+        gt=0,
+        description="Route tracking: seconds of deliveries before the recent window that form "
+        "a lane's baseline on-time rate.",
+    )
+    route_on_time_threshold: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Route tracking: LANE_DEGRADED below this recent on-time rate.",
+    )
+    route_degradation_margin: float = Field(
+        default=0.15,
+        gt=0,
+        le=1,
+        description="Route tracking: LANE_DEGRADED also this far below the lane's baseline.",
+    )
+    route_recovery_margin: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Route tracking: a degraded lane recovers this far above both limits.",
+    )
+    route_tick_every_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Route tracking: seconds of event time between clock ticks to every lane.",
+    )
+    route_forget_after_s: float = Field(
+        default=1_209_600.0,
+        gt=0,
+        description="Route tracking: seconds after its promise an undelivered shipment stops "
+        "being tracked.",
+    )
+    route_shipment_memory: int = Field(
+        default=1_000_000,
+        ge=1,
+        le=100_000_000,
+        description="Route tracking: shipments whose lane is remembered for their scans.",
+    )
+
     @model_validator(mode="after")
     def _security_is_complete(self) -> "Settings":
         uses_sasl = self.security_protocol.startswith("SASL")
@@ -150,6 +225,23 @@ class Settings(BaseSettings):
             orphan_grace=timedelta(seconds=self.dq_orphan_grace_s),
             stale_feed_after=timedelta(seconds=self.dq_stale_feed_after_s),
             stale_node_after=timedelta(seconds=self.dq_stale_node_after_s),
+        )
+
+    def tracking_settings(self) -> TrackingSettings:
+        """Return the route tracker's parameters."""
+        return TrackingSettings(
+            stall_after=timedelta(seconds=self.route_stall_after_s),
+            at_risk_margin=timedelta(seconds=self.route_at_risk_margin_s),
+            prediction_quantile=self.route_prediction_quantile,
+            transit_window=timedelta(seconds=self.route_transit_window_s),
+            min_transit_samples=self.route_min_transit_samples,
+            baseline_window=timedelta(seconds=self.route_baseline_window_s),
+            on_time_threshold=self.route_on_time_threshold,
+            degradation_margin=self.route_degradation_margin,
+            recovery_margin=self.route_recovery_margin,
+            tick_every=timedelta(seconds=self.route_tick_every_s),
+            forget_after=timedelta(seconds=self.route_forget_after_s),
+            shipment_memory=self.route_shipment_memory,
         )
 
     def topic_name(self, topic: InputTopic | OutputTopic) -> str:

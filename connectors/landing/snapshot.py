@@ -8,7 +8,8 @@ half-written batch, and the dashboards keep working while the pipeline restarts.
 
 The snapshot holds every KPI aggregate (so the KPI views answer exactly as on the
 main file), the summaries as tables, all open exceptions and those closed in the
-last week, the most recent orders, and — for the orders in it — lines, decisions,
+last week, the most recent placed orders (an order known only from its shipment or
+exception, an orphan, is left out), and — for the orders in it — lines, decisions,
 shipments and events, so the exceptions queue can show each order's timeline. It
 holds every open route alert and the newest others (with the resolutions of those),
 so ``open_route_alerts`` answers as on the main file.
@@ -67,7 +68,8 @@ _SELECTIONS: dict[str, str] = {
         SELECT e.* FROM exceptions AS e, (SELECT watermark FROM landing_status) AS w
         WHERE e.closed_at IS NULL
            OR e.closed_at >= w.watermark - INTERVAL {CLOSED_EXCEPTIONS_DAYS} DAY""",
-    "orders": "SELECT o.* FROM orders AS o SEMI JOIN snap_order_ids USING (order_id)",
+    "orders": "SELECT o.* FROM orders AS o SEMI JOIN snap_order_ids USING (order_id) "
+    "WHERE o.placed_at IS NOT NULL",
     "order_lines": "SELECT l.* FROM order_lines AS l SEMI JOIN snap_order_ids USING (order_id)",
     "allocation_decisions": """SELECT d.* FROM allocation_decisions AS d
         SEMI JOIN snap_order_ids USING (order_id)""",

@@ -75,7 +75,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         policy = _policy(args.policy)
         config = AllocationFlowConfig(
-            policy, _endpoints(args, settings), _shards(args.shards), settings.gate_settings()
+            policy,
+            _endpoints(args, settings),
+            _shards(args.shards),
+            settings.gate_settings(),
+            settings.tracking_settings(),
         )
     except (PolicyError, ValueError) as error:
         print(f"allocflow run: {error}", file=sys.stderr)

@@ -106,6 +106,7 @@ def _read_outputs(out: Path) -> Outputs:
     records: list[dict[str, Any]] = []
     for name in ("allocation-decisions", "allocation-exceptions"):
         records += [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
+    records = [r for r in records if r.get("reason_code") != "ROUTE_DELAY_RISK"]
     dead = out / "dead-letter.jsonl"
     dead_letters = len(dead.read_text().splitlines()) if dead.exists() else 0
     return _summarise(records, dead_letters)

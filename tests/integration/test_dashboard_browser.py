@@ -55,6 +55,7 @@ def test_every_page_shows_the_landed_numbers(
     line_fill = _sql(db, "SELECT sum(lines_first_full) / sum(lines_decided) FROM agg_line_fill")
     open_exceptions = _sql(db, "SELECT count(*) FROM exceptions WHERE closed_at IS NULL")
     dead_letters = _sql(db, "SELECT count(*) FROM dead_letters")
+    open_at_risk = _sql(db, "SELECT count(*) FROM open_route_alerts WHERE kind = 'AT_RISK'")
     assert isinstance(line_fill, float)
     errors: list[str] = []
     browser_page.on("pageerror", lambda error: errors.append(str(error)))
@@ -73,14 +74,18 @@ def test_every_page_shows_the_landed_numbers(
 
         _open(browser_page, "Carriers & routes")
         _charts_drawn(browser_page, 2)
-        browser_page.get_by_text("No route alerts landed yet.").wait_for(timeout=_TIMEOUT_MS)
+        assert _tile(browser_page, "At risk") == str(open_at_risk)
+        browser_page.get_by_text("Recent resolutions and late deliveries").wait_for(
+            timeout=_TIMEOUT_MS
+        )
         browser_page.screenshot(path=tmp_path / "carriers.png", full_page=True)
 
         _open(browser_page, "Data quality")
         assert _tile(browser_page, "Dead letters") == f"{dead_letters:,}"
         browser_page.screenshot(path=tmp_path / "quality.png", full_page=True)
 
-    assert dead_letters == 268
+    assert isinstance(dead_letters, int)
+    assert dead_letters > 0
     assert not errors
     for name in ("overview", "exceptions", "carriers", "quality"):
         assert (tmp_path / f"{name}.png").stat().st_size > 20_000, name

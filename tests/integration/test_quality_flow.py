@@ -76,7 +76,8 @@ def _dead_letters(out: Path) -> int:
 
 def test_the_stream_has_every_fault_the_gates_check(faults: list[InjectedFault]) -> None:
     kinds = Counter(fault.kind for fault in faults)
-    assert set(kinds) >= {*DEAD_LETTER_FAULTS, "duplicate", "late", "orphan_shipment"}
+    expected = {*DEAD_LETTER_FAULTS, "duplicate", "late", "orphan_shipment", "orphan_scan"}
+    assert set(kinds) >= expected
     assert kinds["negative_stock"] > 0
 
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from allocflow.flows.cli import main
 from allocflow.flows.commands.settings_cmd import settings_reference
 from allocflow.flows.settings import Settings
+from allocflow.flows.tracking.settings import TrackingSettings
 from allocflow.models.topics import InputTopic, OutputTopic
 
 pytestmark = pytest.mark.unit
@@ -90,4 +91,23 @@ def test_gate_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
 def test_a_bad_gate_setting_names_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALLOCFLOW_DQ_STALE_FEED_AFTER_S", "0")
     with pytest.raises(ValidationError, match="dq_stale_feed_after_s"):
+        Settings()
+
+
+def test_tracking_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOCFLOW_ROUTE_STALL_AFTER_S", "7200")
+    monkeypatch.setenv("ALLOCFLOW_ROUTE_PREDICTION_QUANTILE", "0.8")
+    tracking = Settings().tracking_settings()
+    assert tracking.stall_after == timedelta(hours=2)
+    assert tracking.prediction_quantile == 0.8
+    assert tracking.tick_every == timedelta(minutes=15)
+
+
+def test_tracking_defaults_match_the_tracker_defaults() -> None:
+    assert Settings().tracking_settings() == TrackingSettings()
+
+
+def test_a_bad_tracking_setting_names_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOCFLOW_ROUTE_PREDICTION_QUANTILE", "1")
+    with pytest.raises(ValidationError, match="route_prediction_quantile"):
         Settings()
