@@ -13,42 +13,30 @@ with the rest of the state; it keeps its deadlines itself and uses no wall-clock
 """
 
 from functools import partial
-from typing import TypeGuard, cast
+from typing import cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream
 
 from allocflow.flows.tracking.lane import LaneItem, LaneTracker
-from allocflow.flows.tracking.router import Routed, TrackingRouter
+from allocflow.flows.tracking.router import Routed, TrackingRouter, is_tracked
 from allocflow.flows.tracking.settings import TrackingSettings
 from allocflow.flows.tracking.shipment import RouteOutput
-from allocflow.models.carrier import CarrierEvent
 from allocflow.models.envelope import EventEnvelope
-from allocflow.models.shipments import (
-    ShipmentCreated,
-    ShipmentDelivered,
-    ShipmentDispatched,
-)
 
 ROUTER_KEY = "tracking-router"
 """The tracking router's single state key."""
 
-_TRACKED = (ShipmentCreated, ShipmentDispatched, ShipmentDelivered, CarrierEvent)
-
 
 def track_routes(events: Stream[EventEnvelope], settings: TrackingSettings) -> Stream[RouteOutput]:
     """Add the route-tracking steps after ``events``; return the alerts and exceptions."""
-    logistics = op.filter("logistics_events", events, _is_tracked)
+    logistics = op.filter("logistics_events", events, is_tracked)
     keyed = op.key_on("tracking_router_key", logistics, _router_key)
     routed = op.stateful_flat_map("route_to_lanes", keyed, partial(_route, settings))
     by_lane = cast(KeyedStream[LaneItem], op.key_rm("unkey_router", routed))
     outputs = op.stateful_flat_map("track_lanes", by_lane, partial(_track, settings))
     return op.key_rm("unkey_lanes", outputs)
-
-
-def _is_tracked(event: EventEnvelope) -> TypeGuard[EventEnvelope]:
-    return isinstance(event, _TRACKED)
 
 
 def _router_key(_event: EventEnvelope) -> str:

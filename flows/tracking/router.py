@@ -25,12 +25,34 @@ from datetime import UTC, datetime
 
 from allocflow.flows.tracking.lane import LaneItem, Tick
 from allocflow.flows.tracking.settings import TrackingSettings
+from allocflow.models.carrier import CarrierEvent
 from allocflow.models.envelope import EventEnvelope
-from allocflow.models.shipments import ShipmentCreated
+from allocflow.models.shipments import (
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentDispatched,
+    ShipmentPicked,
+    ShipmentShortShipped,
+)
 from allocflow.quality.recent import RecentMap
 
 Routed = tuple[str, LaneItem]
 """A lane key (``carrier|lane``) and what that lane receives."""
+
+TRACKED_EVENTS = (
+    ShipmentCreated,
+    ShipmentPicked,
+    ShipmentShortShipped,
+    ShipmentDispatched,
+    ShipmentDelivered,
+    CarrierEvent,
+)
+"""The events the router takes: every shipment event and every carrier event."""
+
+
+def is_tracked(event: EventEnvelope) -> bool:
+    """Whether ``event`` concerns a shipment, so the router should see it."""
+    return isinstance(event, TRACKED_EVENTS)
 
 
 class TrackingRouter:
