@@ -33,7 +33,13 @@ _OUTPUTS = (
     OutputTopic.ALLOCATION_DECISIONS,
     OutputTopic.ALLOCATION_EXCEPTIONS,
     OutputTopic.DEAD_LETTER,
+    OutputTopic.DQ_ALERTS,
+    OutputTopic.ROUTE_ALERTS,
 )
+
+
+DEMO_SCENARIOS = ("demand-spike", "carrier-disruption")
+"""What the demo simulates unless ``--scenario`` says otherwise: something for every page."""
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -68,7 +74,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Start the broker and the flow, feed it live, show what comes out; until Ctrl-C."""
-    scenarios: list[str] = args.scenario or ["demand-spike"]
+    scenarios: list[str] = args.scenario or list(DEMO_SCENARIOS)
     try:
         request = SimulationRequest(
             config=SimulationConfig(
