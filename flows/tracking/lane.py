@@ -193,15 +193,15 @@ class LaneTracker:
     def _fire(self, shipment: TrackedShipment, kind: str, at: datetime) -> list[RouteOutput]:
         detected_at = max(at, shipment.created.event_time)
         open_alerts = shipment.open_alerts
-        if kind is _CUTOFF and shipment.dispatched_at is None:
+        if kind == _CUTOFF and shipment.dispatched_at is None:
             cutoff = _stamp(shipment.created.dispatch_cutoff)
             detail = f"not dispatched by the cutoff {cutoff}"
             return shipment.open_alert(RouteAlertKind.NOT_DISPATCHED, detected_at, detail)
-        if kind is _STALL and RouteAlertKind.STALLED not in open_alerts:
+        if kind == _STALL and RouteAlertKind.STALLED not in open_alerts:
             silent = _hours(self._settings.stall_after)
             detail = f"no carrier scan for {silent} since {_stamp(shipment.last_contact)}"
             return shipment.open_alert(RouteAlertKind.STALLED, detected_at, detail)
-        if kind is _FORGET:
+        if kind == _FORGET:
             self._forget(shipment)
             after = _hours(self._settings.forget_after)
             return shipment.resolve_all(
