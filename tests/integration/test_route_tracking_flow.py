@@ -126,8 +126,9 @@ def test_kafka_run_produces_the_route_alerts(
     kafka_broker: EmbeddedBroker,
     pipeline_topics: dict[InputTopic | OutputTopic, str],
     reference: tuple[Records, Records],
+    tmp_path: Path,
 ) -> None:
-    assert main([*SIMULATE, "--no-progress"]) == 0
+    assert main([*SIMULATE, "--no-progress", "--manifest", str(tmp_path / "manifest.json")]) == 0
     assert main(["run", "--no-tail"]) == 0
     expected = [json.loads(alert) for alert in reference[0]]
     records = read_topic(
