@@ -20,6 +20,7 @@ from allocflow.flows.commands import (
     land_cmd,
     policy_cmd,
     quality_cmd,
+    recovery_cmd,
     run_cmd,
     schema,
     settings_cmd,
@@ -48,6 +49,7 @@ _REGISTRARS: tuple[_Registrar, ...] = (
     dashboard_cmd.register,
     land_cmd.register,
     quality_cmd.register,
+    recovery_cmd.register,
 )
 
 

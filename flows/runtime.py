@@ -1,18 +1,56 @@
 """Running a dataflow in this process: the one place that calls Bytewax's runtime."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import cast
 
 from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 _cli_main = cast(Callable[..., None], cli_main)
+_recovery_config = cast(Callable[[Path, timedelta], RecoveryConfig], RecoveryConfig)
+_init_db_dir = cast(Callable[[Path, int], None], init_db_dir)
 
 
-def run_dataflow(flow: Dataflow, workers: int = 1) -> None:
+@dataclass(frozen=True)
+class Recovery:
+    """Where and how often a dataflow snapshots its state.
+
+    Attributes:
+        directory: An initialised Bytewax recovery store (``allocflow recovery init``).
+        snapshot_interval: Time between snapshots (the epoch length; whole seconds).
+        backup_interval: How long superseded snapshots are kept.
+    """
+
+    directory: Path
+    snapshot_interval: timedelta
+    backup_interval: timedelta = timedelta(0)
+
+
+def run_dataflow(flow: Dataflow, workers: int = 1, recovery: Recovery | None = None) -> None:
     """Run ``flow`` with ``workers`` worker threads until its inputs end (or forever).
+
+    With ``recovery``, the state of every stateful step and the input positions are
+    snapshotted every ``snapshot_interval`` into the recovery store, and a run over a
+    store that holds snapshots resumes from the newest complete one.
 
     Threads share the GIL: for more CPU, run several processes with
     ``python -m bytewax.run … -i N -a …`` (see docs/allocation.md).
     """
-    _cli_main(flow, workers_per_process=workers)
+    if recovery is None:
+        _cli_main(flow, workers_per_process=workers)
+        return
+    _cli_main(
+        flow,
+        workers_per_process=workers,
+        epoch_interval=recovery.snapshot_interval,
+        recovery_config=_recovery_config(recovery.directory, recovery.backup_interval),
+    )
+
+
+def init_recovery_store(directory: Path, partitions: int) -> None:
+    """Create ``partitions`` empty recovery partitions in the existing ``directory``."""
+    _init_db_dir(directory, partitions)

@@ -99,6 +99,25 @@ class Settings(BaseSettings):
     broker_startup_timeout_s: float = Field(
         default=20.0, gt=0, le=600, description="Seconds to wait for a broker to answer."
     )
+    recovery_dir: Path | None = Field(
+        default=None,
+        description="Bytewax recovery store of `allocflow run` (create it with `allocflow "
+        "recovery init DIR`). Unset: no recovery; a restart re-reads the inputs from the start.",
+    )
+    snapshot_interval_s: int = Field(
+        default=5,
+        ge=1,
+        le=3600,
+        description="Whole seconds between state snapshots (Bytewax epochs) with recovery: a "
+        "crash replays at most about this much input, and its outputs again.",
+    )
+    recovery_backup_interval_s: int = Field(
+        default=0,
+        ge=0,
+        le=86_400,
+        description="Seconds old snapshots are kept beyond the newest (for backups of the "
+        "recovery store that lag behind it).",
+    )
     dq_dedupe_window: int = Field(
         default=100_000,
         ge=1,

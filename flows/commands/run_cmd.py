@@ -23,6 +23,7 @@ from allocflow.flows.allocation import (
     build_allocation_flow,
 )
 from allocflow.flows.commands.land_cmd import land_files
+from allocflow.flows.commands.recovery_cmd import recovery_for
 from allocflow.flows.commands.run_accounting import (
     account_kafka_run,
     account_run,
@@ -30,7 +31,7 @@ from allocflow.flows.commands.run_accounting import (
     kafka_scope,
 )
 from allocflow.flows.rules.reference import DEFAULT_SHARDS
-from allocflow.flows.runtime import run_dataflow
+from allocflow.flows.runtime import Recovery, run_dataflow
 from allocflow.flows.settings import Settings
 from allocflow.models.policy import Policy
 from allocflow.models.topics import InputTopic, OutputTopic
@@ -67,6 +68,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="land everything into this DuckDB file (facts, KPIs, dashboard snapshot): "
         "files after the run; Kafka by an `allocflow land` process beside the flow",
     )
+    parser.add_argument(
+        "--recovery-dir",
+        type=Path,
+        help="resume from and snapshot into this recovery store (default: "
+        "ALLOCFLOW_RECOVERY_DIR; create it with `allocflow recovery init DIR`)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             settings.gate_settings(),
             settings.tracking_settings(),
         )
+        recovery = recovery_for(args.recovery_dir, settings)
     except (PolicyError, ValueError) as error:
         print(f"allocflow run: {error}", file=sys.stderr)
         return 2
@@ -90,14 +98,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     _LOG.info(
         "policy %s, %d shards, %d worker(s)", policy.policy_version, config.shards, args.workers
     )
+    _log_recovery(recovery)
     started = time.perf_counter()
     if args.db is not None and isinstance(config.endpoints, KafkaEndpoints):
         with _kafka_lander(args, config.endpoints) as lander:
-            run_dataflow(build_allocation_flow(config), args.workers)
+            run_dataflow(build_allocation_flow(config), args.workers, recovery)
             _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
             accounted = _print_kafka_accounting(config.endpoints)
             return _finish_landing(lander, drain=args.no_tail) or accounted
-    run_dataflow(build_allocation_flow(config), args.workers)
+    run_dataflow(build_allocation_flow(config), args.workers, recovery)
     _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
     if isinstance(config.endpoints, KafkaEndpoints):
         return _print_kafka_accounting(config.endpoints)
@@ -105,6 +114,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.db is not None:
         return _land_files(args.db, config.endpoints)
     return 0
+
+
+def _log_recovery(recovery: Recovery | None) -> None:
+    if recovery is None:
+        _LOG.info("no recovery store: a restart re-reads the inputs from the start")
+        return
+    _LOG.info(
+        "recovery store %s: resuming from its newest snapshot, snapshotting every %d s",
+        recovery.directory,
+        recovery.snapshot_interval.total_seconds(),
+    )
 
 
 def _print_accounting(endpoints: FileEndpoints) -> None:
