@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 _SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class KafkaConnection:
     """How to reach a Kafka cluster.
+
+    Its ``repr`` masks the secret properties, so a connection in a log line, an
+    error or the repr of a sink that holds one never shows a password.
 
     Attributes:
         bootstrap_servers: ``host:port[,host:port…]``.
@@ -53,6 +56,13 @@ class KafkaConnection:
                 "enable.partition.eof": "true",
                 "fetch.wait.max.ms": "100",
             }
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"KafkaConnection(bootstrap_servers={self.bootstrap_servers!r}, "
+            f"client_id={self.client_id!r}, security={self.redacted(self.security)!r}, "
+            f"extra={self.redacted(self.extra)!r})"
         )
 
     def redacted(self, config: Mapping[str, str]) -> dict[str, str]:
