@@ -44,6 +44,17 @@ Guarantee:
     ``idle_s`` after its last one. A message produced to a partition after it went
     idle may sort before messages already released; it is emitted at once.
 
+Broker faults:
+    A cluster that becomes unreachable is logged once (``Kafka at HOST:PORT
+    unreachable since …``) and every few seconds after; the consumer keeps retrying
+    and the run goes on when the cluster answers again. Every few seconds (every
+    second during an outage) the source compares the topics' ids with those it
+    started with: a topic that is gone is logged (``the broker lost it``) and waited
+    for; a topic with a new id was recreated, so the broker lost its data and the
+    old offsets mean nothing: it is logged with the offsets read so far and read
+    again from its new beginning. Messages already read from the old topic are
+    kept. Consumer errors for a partition are logged at most every few seconds.
+
 Recovery:
     The snapshot maps ``"<actual topic>:<partition>"`` to the offset of the
     partition's earliest unreleased message (its next offset to read when nothing is
@@ -64,6 +75,7 @@ Example:
 
 import heapq
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -81,8 +93,16 @@ from confluent_kafka import (
     KafkaException,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient
 
 from allocflow.connectors.kafka_config import KafkaConnection
+from allocflow.connectors.kafka_health import (
+    LOG_EVERY_S,
+    BrokerWatch,
+    changed_topics,
+    topic_ids,
+    with_error_callback,
+)
 from allocflow.connectors.stream_sources import (
     DEFAULT_BATCH_SIZE,
     KAFKA_SEQUENCE,
@@ -98,6 +118,13 @@ AlignedSnapshot = dict[str, int]
 _PARTITION = "aligned"
 _POLL_S = 0.05
 _METADATA_TIMEOUT_S = 30.0
+_CHECK_EVERY_S = 5.0
+_CHECK_EVERY_UNREACHABLE_S = 1.0
+_CHECK_TIMEOUT_S = 1.0
+_GONE = frozenset(
+    {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
+)
+_OUT_OF_RANGE = frozenset({KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET})
 _MAX_BUFFERED = 20_000
 """Messages buffered per Kafka partition before it is paused (resumed at half)."""
 
@@ -176,10 +203,12 @@ class AlignedKafkaSource(FixedPartitionedSource[RawMessage, AlignedSnapshot]):
         """
         if for_part != _PARTITION:
             raise ValueError(f"unknown partition {for_part!r} of an aligned Kafka source")
-        consumer = Consumer(self._consumer_config(step_id))
+        watch = BrokerWatch(self._connection.bootstrap_servers, "consumer")
+        consumer = Consumer(with_error_callback(self._consumer_config(step_id), watch))
         try:
             lanes = _lanes(consumer, self._topics)
             consumer.assign([lane.start(resume_state or {}) for lane in lanes])
+            guard = self._guard(watch)
         except BaseException:
             consumer.close()
             raise
@@ -187,6 +216,7 @@ class AlignedKafkaSource(FixedPartitionedSource[RawMessage, AlignedSnapshot]):
         return AlignedKafkaPartition(
             consumer,
             lanes,
+            guard=guard,
             tail=self._tail,
             idle_s=self._idle_s,
             max_hold_s=self._max_hold_s,
@@ -197,6 +227,9 @@ class AlignedKafkaSource(FixedPartitionedSource[RawMessage, AlignedSnapshot]):
         config = self._connection.consumer_config(f"allocflow-aligned-{step_id}")
         config.update({"enable.partition.eof": "true", "enable.auto.commit": "false"})
         return config
+
+    def _guard(self, watch: BrokerWatch) -> "TopicGuard":
+        return TopicGuard(self._connection, watch, [name for _topic, name in self._topics])
 
 
 def _check_settings(
@@ -340,6 +373,91 @@ def _warn_unknown(snapshot: Mapping[str, int], lanes: list[_Lane]) -> None:
         _LOG.warning("resume offsets of partitions no longer read are ignored: %s", unknown)
 
 
+class TopicGuard:
+    """Notices, in a background thread, a cluster that came back and recreated topics.
+
+    The thread reads the topics' ids once the cluster answers, then compares them
+    every few seconds (every second while the cluster is unreachable or a topic is
+    gone), logging every change; the reading worker collects the recreated topics
+    with :meth:`take_recreated`, so it never waits for the cluster itself.
+
+    Args:
+        connection: The cluster.
+        watch: The consumer's connection watch; told when the cluster answers.
+        topics: Actual names of the topics read.
+    """
+
+    def __init__(self, connection: KafkaConnection, watch: BrokerWatch, topics: list[str]) -> None:
+        self._admin = AdminClient(with_error_callback(connection.admin_config(), watch))
+        self._watch = watch
+        self._topics = topics
+        self._servers = connection.bootstrap_servers
+        self._ids: dict[str, str] | None = None
+        self._gone: set[str] = set()
+        self._recreated: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kafka-topic-guard", daemon=True)
+        self._thread.start()
+
+    def take_recreated(self) -> list[str]:
+        """Return the topics recreated since the last call."""
+        with self._lock:
+            recreated, self._recreated = self._recreated, []
+        return recreated
+
+    def close(self) -> None:
+        """Stop the thread."""
+        self._stop.set()
+        self._thread.join(_CHECK_TIMEOUT_S + 1.0)
+
+    def _run(self) -> None:
+        while True:
+            self._check()
+            urgent = self._ids is None or self._watch.unreachable or self._gone
+            if self._stop.wait(_CHECK_EVERY_UNREACHABLE_S if urgent else _CHECK_EVERY_S):
+                return
+
+    def _check(self) -> None:
+        try:
+            current = topic_ids(self._admin, self._topics, _CHECK_TIMEOUT_S)
+        except KafkaException:
+            return
+        self._watch.reachable()
+        if self._ids is None:
+            self._ids = current
+            return
+        for name, new_id in changed_topics(self._ids, current).items():
+            if new_id is None:
+                self._note_gone(name)
+            else:
+                self._note_recreated(name, self._ids[name], new_id)
+                self._ids[name] = new_id
+
+    def _note_recreated(self, name: str, old_id: str, new_id: str) -> None:
+        self._gone.discard(name)
+        _LOG.warning(
+            "topic %s on Kafka at %s was recreated (id %s, now %s): the broker lost its "
+            "data; reading the new topic from its beginning",
+            name,
+            self._servers,
+            old_id,
+            new_id,
+        )
+        with self._lock:
+            self._recreated.append(name)
+
+    def _note_gone(self, name: str) -> None:
+        if name in self._gone:
+            return
+        self._gone.add(name)
+        _LOG.warning(
+            "topic %s is gone from Kafka at %s: the broker lost it; waiting for it to come back",
+            name,
+            self._servers,
+        )
+
+
 class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]):
     """The single partition of :class:`AlignedKafkaSource`: the consumer and the merge.
 
@@ -347,6 +465,7 @@ class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]
         consumer: A consumer with every lane's partition assigned; closed by
             :meth:`close`.
         lanes: The lanes, in merge order.
+        guard: Watches the topics for a broker that lost them.
         tail: See :class:`AlignedKafkaSource`.
         idle_s: See :class:`AlignedKafkaSource`.
         max_hold_s: See :class:`AlignedKafkaSource`.
@@ -358,6 +477,7 @@ class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]
         consumer: Consumer,
         lanes: list[_Lane],
         *,
+        guard: TopicGuard,
         tail: bool,
         idle_s: float,
         max_hold_s: float,
@@ -365,6 +485,8 @@ class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]
     ) -> None:
         self._consumer = consumer
         self._lanes = lanes
+        self._guard = guard
+        self._error_logged: dict[tuple[str, int], float] = {}
         self._by_partition = {(lane.actual, lane.partition): lane for lane in lanes}
         self._tail = tail
         self._idle_s = idle_s
@@ -392,6 +514,7 @@ class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]
             StopIteration: ``tail=False`` and every partition is read and emitted.
             AlignedKafkaError: The client reported a fatal error.
         """
+        self._restart_recreated(self._guard.take_recreated())
         self._ingest(self._consume())
         now = time.monotonic()
         batch = self._release(self._limit(now))
@@ -410,7 +533,8 @@ class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]
         }
 
     def close(self) -> None:
-        """Close the consumer."""
+        """Stop watching the topics and close the consumer."""
+        self._guard.close()
         self._consumer.close()
 
     def _consume(self) -> list[Any]:
@@ -421,6 +545,27 @@ class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]
             self._on_error(exception.args[0], None)
             return []
         return messages
+
+    def _restart_recreated(self, topics: list[str]) -> None:
+        """Read the lanes of recreated topics again from their new beginning."""
+        lanes = [lane for lane in self._lanes if lane.actual in topics and not lane.finished]
+        if not lanes:
+            return
+        for lane in lanes:
+            _LOG.warning(
+                "topic %s partition %d had been read up to offset %s; those offsets are "
+                "gone with the old topic",
+                lane.actual,
+                lane.partition,
+                lane.next_offset,
+            )
+            lane.next_offset = None
+            lane.quiet_at_end = False
+            lane.paused = False
+        self._consumer.incremental_unassign([lane.topic_partition() for lane in lanes])
+        self._consumer.incremental_assign(
+            [TopicPartition(lane.actual, lane.partition, OFFSET_BEGINNING) for lane in lanes]
+        )
 
     def _ingest(self, messages: Iterable[Any]) -> None:
         now = time.monotonic()
@@ -447,8 +592,22 @@ class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]
             raise AlignedKafkaError(
                 f"fatal Kafka consumer error on {where}: {error.str()} ({error.name()})"
             )
+        self._log_error(where, error)
+
+    def _log_error(self, where: str, error: KafkaError) -> None:
+        """Log a retriable consumer error, at most every few seconds per place and kind."""
+        now = time.monotonic()
+        if now - self._error_logged.get((where, error.code()), float("-inf")) < LOG_EVERY_S:
+            return
+        self._error_logged[(where, error.code())] = now
+        if error.code() in _GONE:
+            meaning = "gone from Kafka: the broker lost it; waiting for it to come back"
+        elif error.code() in _OUT_OF_RANGE:
+            meaning = "offset out of range: the broker lost data; reading from its earliest"
+        else:
+            meaning = "retrying"
         _LOG.warning(
-            "Kafka consumer error on %s: %s (%s); retrying", where, error.str(), error.name()
+            "Kafka consumer error on %s: %s (%s); %s", where, error.str(), error.name(), meaning
         )
 
     def _reached_end(self, lane: _Lane) -> None:

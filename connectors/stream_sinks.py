@@ -4,6 +4,23 @@ Bytewax's own ``KafkaSink`` drops a message whose delivery fails; :class:`Checke
 makes the dataflow fail instead, so recovery replays the epoch. :class:`JsonLinesSink`
 writes each document exactly once even across a crash and resume.
 
+Delivery while the broker is away:
+    librdkafka keeps undelivered messages queued and retries them for
+    ``message.timeout.ms`` (60 s in allocflow's producer configuration; raise it with
+    ``ALLOCFLOW_KAFKA_EXTRA='{"message.timeout.ms": "300000"}'``). Each batch waits for
+    its deliveries and logs every few seconds how many are still waiting; a broker
+    back within that time loses nothing. A message that times out or is refused
+    fails the batch with a :class:`~allocflow.connectors.kafka_io.DeliveryError`
+    naming the topic and the reason, which stops the dataflow (``allocflow run``
+    exits 1): never a silent drop.
+
+    The sink's producers are not idempotent (:data:`SINK_PRODUCER_OVERRIDES`): a
+    broker that lost its data (the embedded broker restarted) no longer knows the
+    producer id, and librdkafka then retries an idempotent producer's messages
+    until they time out. One request in flight per connection keeps each
+    partition's order across retries; a retry may duplicate a message, which
+    consumers already drop by its deterministic id (recovery replays epochs anyway).
+
 Example:
     ::
 
@@ -11,7 +28,9 @@ Example:
         write_json_lines("decisions_file", documents, Path("out/decisions.jsonl"))
 """
 
+import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -26,9 +45,22 @@ from bytewax.outputs import (
 )
 
 from allocflow.connectors.kafka_config import KafkaConnection
-from allocflow.connectors.kafka_io import CheckedProducer
+from allocflow.connectors.kafka_health import LOG_EVERY_S
+from allocflow.connectors.kafka_io import CheckedProducer, DeliveryError
 
-DEFAULT_FLUSH_TIMEOUT_S = 120.0
+_LOG = logging.getLogger(__name__)
+
+FLUSH_MARGIN_S = 30.0
+"""Seconds a batch waits for its deliveries beyond ``message.timeout.ms``, so that a
+lost message is reported as a failed delivery, not as a flush that gave up."""
+_LIBRDKAFKA_MESSAGE_TIMEOUT_MS = 300_000
+_CLOSE_TIMEOUT_S = 5.0
+
+SINK_PRODUCER_OVERRIDES = {
+    "enable.idempotence": "false",
+    "max.in.flight.requests.per.connection": "1",
+}
+"""librdkafka properties of the sink's producers, applied over the connection's."""
 _FILE_PARTITION = "file"
 _FILE_KEY = "jsonl"
 
@@ -50,13 +82,14 @@ class CheckedKafkaSink(DynamicSink[KafkaItem]):
         connection: The cluster; its producer configuration is used (idempotent,
             ``acks=all``; ``extra`` may set e.g. ``message.timeout.ms``).
         topic: Topic name to produce to.
-        flush_timeout_s: Seconds a batch may wait for its deliveries; keep it above
-            ``message.timeout.ms`` so a failure is reported as such.
+        flush_timeout_s: Seconds a batch may wait for its deliveries. Default: the
+            producer's ``message.timeout.ms`` plus :data:`FLUSH_MARGIN_S`, so a loss
+            is reported as a failed delivery with its reason.
     """
 
     connection: KafkaConnection
     topic: str
-    flush_timeout_s: float = DEFAULT_FLUSH_TIMEOUT_S
+    flush_timeout_s: float | None = None
 
     def build(
         self,
@@ -65,8 +98,20 @@ class CheckedKafkaSink(DynamicSink[KafkaItem]):
         _worker_count: int,
     ) -> "CheckedKafkaPartition":
         """Connect this worker's producer."""
-        producer = CheckedProducer(self.connection)
-        return CheckedKafkaPartition(producer, self.topic, self.flush_timeout_s)
+        producer = CheckedProducer(self.connection, SINK_PRODUCER_OVERRIDES)
+        flush_timeout_s = self.flush_timeout_s
+        if flush_timeout_s is None:
+            flush_timeout_s = message_timeout_s(self.connection) + FLUSH_MARGIN_S
+        return CheckedKafkaPartition(
+            producer, self.topic, flush_timeout_s, self.connection.bootstrap_servers
+        )
+
+
+def message_timeout_s(connection: KafkaConnection) -> float:
+    """Return how long the producer retries a message before failing it, in seconds."""
+    configured = connection.producer_config().get("message.timeout.ms")
+    milliseconds = _LIBRDKAFKA_MESSAGE_TIMEOUT_MS if configured is None else int(configured)
+    return milliseconds / 1000.0
 
 
 class CheckedKafkaPartition(StatelessSinkPartition[KafkaItem]):
@@ -76,12 +121,20 @@ class CheckedKafkaPartition(StatelessSinkPartition[KafkaItem]):
         producer: The producer; closed by :meth:`close`.
         topic: Topic name.
         flush_timeout_s: Seconds each batch may wait for its deliveries.
+        bootstrap_servers: The cluster, for the log lines.
     """
 
-    def __init__(self, producer: CheckedProducer, topic: str, flush_timeout_s: float) -> None:
+    def __init__(
+        self,
+        producer: CheckedProducer,
+        topic: str,
+        flush_timeout_s: float,
+        bootstrap_servers: str = "Kafka",
+    ) -> None:
         self._producer = producer
         self._topic = topic
         self._flush_timeout_s = flush_timeout_s
+        self._servers = bootstrap_servers
 
     def write_batch(self, items: list[KafkaItem]) -> None:
         """Produce the batch and wait until the broker has all of it.
@@ -92,11 +145,58 @@ class CheckedKafkaPartition(StatelessSinkPartition[KafkaItem]):
         """
         for key, value in items:
             self._producer.produce(self._topic, value, key=key)
-        self._producer.flush(self._flush_timeout_s)
+        self._wait_for_deliveries()
 
     def close(self) -> None:
-        """Flush what is left (raising on a loss) and disconnect."""
-        self._producer.close(self._flush_timeout_s)
+        """Disconnect; log anything still undelivered.
+
+        Every batch is flushed before :meth:`write_batch` returns, so something is
+        left only when the dataflow is already failing (another sink raised); then
+        the failure is logged, not raised, because Bytewax aborts the process on an
+        exception while it shuts down.
+        """
+        try:
+            self._producer.close(min(self._flush_timeout_s, _CLOSE_TIMEOUT_S))
+        except DeliveryError as error:
+            _LOG.error(
+                "Kafka producer for topic %s closed with messages undelivered: %s",
+                self._topic,
+                error,
+            )
+
+    def _wait_for_deliveries(self) -> None:
+        """Flush in slices, logging what is still queued, until all is delivered or lost.
+
+        Raises:
+            DeliveryError: A message failed, or the flush timeout passed.
+        """
+        started = time.monotonic()
+        while True:
+            left = self._flush_timeout_s - (time.monotonic() - started)
+            try:
+                self._producer.flush(max(min(LOG_EVERY_S, left), 0.0))
+            except DeliveryError as error:
+                if error.failures or left <= LOG_EVERY_S:
+                    self._log_failure(error)
+                    raise
+                _LOG.warning(
+                    "waiting for Kafka at %s to take %d message(s) for topic %s "
+                    "(%.0f s so far); they fail after message.timeout.ms",
+                    self._servers,
+                    error.undelivered,
+                    self._topic,
+                    time.monotonic() - started,
+                )
+            else:
+                return
+
+    def _log_failure(self, error: DeliveryError) -> None:
+        _LOG.error(
+            "Kafka delivery to topic %s at %s failed, stopping the dataflow: %s",
+            self._topic,
+            self._servers,
+            error,
+        )
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     broker_startup_timeout_s: float = Field(
         default=20.0, gt=0, le=600, description="Seconds to wait for a broker to answer."
     )
+    broker_wait_timeout_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds `allocflow run` and `allocflow land` wait at start for Kafka to "
+        "answer and their topics to exist, logging every 5 s what is missing; 0 waits forever.",
+    )
     recovery_dir: Path | None = Field(
         default=None,
         description="Bytewax recovery store of `allocflow run` (create it with `allocflow "

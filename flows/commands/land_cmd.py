@@ -9,6 +9,8 @@ from pathlib import Path
 
 import duckdb
 
+from allocflow.connectors.kafka_config import KafkaConnection
+from allocflow.connectors.kafka_health import KafkaWaitTimeoutError, wait_for_kafka
 from allocflow.connectors.landing.schema import SchemaMismatchError
 from allocflow.connectors.landing.service import Lander, LandingTotals, PeriodicTask
 from allocflow.connectors.landing.snapshot import snapshot_path
@@ -84,7 +86,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.input is not None:
             totals = land_files(lander, args.input, args.out, args.batch_size)
         else:
-            totals = _follow(lander, args, settings)
+            try:
+                totals = _follow(lander, args, settings)
+            except KafkaWaitTimeoutError as error:
+                print(f"allocflow land: {error}", file=sys.stderr)
+                return 1
     _report(totals, time.perf_counter() - started)
     return 0
 
@@ -100,15 +106,32 @@ def land_files(
 
 
 def _follow(lander: Lander, args: argparse.Namespace, settings: Settings) -> LandingTotals:
+    """Follow the topics until stopped, once the cluster answers (topics may come later).
+
+    Raises:
+        KafkaWaitTimeoutError: The cluster did not answer within ``broker_wait_timeout_s``.
+    """
     connection = settings.kafka_connection(args.bootstrap)
     topics = {t.value: settings.topic_name(t) for t in LANDED_TOPICS}
+    with stop_signals() as stop:
+        if not wait_for_kafka(connection, (), max_wait_s=settings.broker_wait_timeout_s, stop=stop):
+            return lander.totals
+        return _land_topics(lander, args, connection, topics, stop)
+
+
+def _land_topics(
+    lander: Lander,
+    args: argparse.Namespace,
+    connection: KafkaConnection,
+    topics: dict[str, str],
+    stop: threading.Event,
+) -> LandingTotals:
     source = KafkaLandingSource(connection, topics, lander.writer.next_offset)
     print(f"Landing {len(topics)} topics from {connection.bootstrap_servers} into {args.db}")
     try:
-        with stop_signals() as stop:
-            if args.until_idle is not None:
-                _stop_when_idle(lander, stop, args.until_idle)
-            return lander.follow(source, stop, batch_size=args.batch_size)
+        if args.until_idle is not None:
+            _stop_when_idle(lander, stop, args.until_idle)
+        return lander.follow(source, stop, batch_size=args.batch_size)
     finally:
         source.close()
 

@@ -7,8 +7,11 @@ import time
 from pathlib import Path
 
 import duckdb
+from bytewax.errors import BytewaxRuntimeError
 
-from allocflow.connectors.kafka_io import TopicReadError
+from allocflow.connectors.aligned_kafka import AlignedKafkaError
+from allocflow.connectors.kafka_health import KafkaWaitTimeoutError, wait_for_kafka
+from allocflow.connectors.kafka_io import DeliveryError, TopicReadError
 from allocflow.connectors.landing.schema import SchemaMismatchError
 from allocflow.connectors.landing.service import Lander
 from allocflow.connectors.landing.snapshot import snapshot_path
@@ -99,21 +102,85 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "policy %s, %d shards, %d worker(s)", policy.policy_version, config.shards, args.workers
     )
     _log_recovery(recovery)
+    if isinstance(config.endpoints, KafkaEndpoints):
+        if not _wait_for_kafka(config.endpoints, settings.broker_wait_timeout_s):
+            return 1
+        return _run_kafka(args, config, config.endpoints, recovery)
     started = time.perf_counter()
-    if args.db is not None and isinstance(config.endpoints, KafkaEndpoints):
-        with _kafka_lander(args, config.endpoints) as lander:
-            run_dataflow(build_allocation_flow(config), args.workers, recovery)
-            _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
-            accounted = _print_kafka_accounting(config.endpoints)
-            return _finish_landing(lander, drain=args.no_tail) or accounted
     run_dataflow(build_allocation_flow(config), args.workers, recovery)
     _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
-    if isinstance(config.endpoints, KafkaEndpoints):
-        return _print_kafka_accounting(config.endpoints)
     _print_accounting(config.endpoints)
     if args.db is not None:
         return _land_files(args.db, config.endpoints)
     return 0
+
+
+def _wait_for_kafka(endpoints: KafkaEndpoints, max_wait_s: float) -> bool:
+    """Wait until the cluster answers and every input topic exists.
+
+    Output topics are not waited for: a broker that creates topics on first use
+    creates them, and with creation off the first delivery fails loudly.
+    """
+    inputs = [endpoints.topics[topic.value] for topic in ALLOCATION_INPUTS]
+    try:
+        wait_for_kafka(endpoints.connection, inputs, max_wait_s=max_wait_s)
+    except KafkaWaitTimeoutError as error:
+        print(f"allocflow run: {error}", file=sys.stderr)
+        return False
+    return True
+
+
+def _run_kafka(
+    args: argparse.Namespace,
+    config: AllocationFlowConfig,
+    endpoints: KafkaEndpoints,
+    recovery: Recovery | None,
+) -> int:
+    """Run the Kafka flow (with a lander beside it for --db); exit 1 if Kafka fails it."""
+    started = time.perf_counter()
+    if args.db is None:
+        if not _run_flow(config, args.workers, recovery):
+            return 1
+        _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
+        return _print_kafka_accounting(endpoints)
+    with _kafka_lander(args, endpoints) as lander:
+        if not _run_flow(config, args.workers, recovery):
+            return 1
+        _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
+        accounted = _print_kafka_accounting(endpoints)
+        return _finish_landing(lander, drain=args.no_tail) or accounted
+
+
+def _run_flow(config: AllocationFlowConfig, workers: int, recovery: Recovery | None) -> bool:
+    """Run the Kafka flow; False, with the reason on stderr, when Kafka made it fail."""
+    try:
+        run_dataflow(build_allocation_flow(config), workers, recovery)
+    except BytewaxRuntimeError as error:
+        cause = _kafka_cause(error)
+        if isinstance(cause, KeyboardInterrupt):
+            raise cause from None
+        if cause is None:
+            raise
+        print(
+            f"allocflow run: stopped, Kafka failed: {cause} "
+            "(nothing is lost: run again to redo the last epoch, from the newest snapshot "
+            "with --recovery-dir, else from the start of the input topics)",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def _kafka_cause(
+    error: BaseException,
+) -> DeliveryError | AlignedKafkaError | KeyboardInterrupt | None:
+    """Return the Kafka error (or Ctrl-C) that stopped the dataflow, if that was it."""
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, DeliveryError | AlignedKafkaError | KeyboardInterrupt):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _log_recovery(recovery: Recovery | None) -> None:
