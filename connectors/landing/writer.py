@@ -59,6 +59,21 @@ _MERGED_ENTITIES = tuple(e for e in ENTITIES if e != "allocation_decisions")
 """Entities merged from staging frames (decisions are inserted before the merges)."""
 
 
+_ROWS_OF_AN_EVENT: dict[str, list[str]] = {
+    "placed": ["event_id"],
+    "placed_lines": ["event_id", "line_id"],
+    "cancelled": ["event_id"],
+    "shipments": ["event_id"],
+    "carrier_events": ["event_id"],
+}
+"""Staging frames filled from input events, and what identifies one event's row in each.
+
+A redelivered event in the same batch stages its rows twice; only the first are kept,
+so additive columns (a shipment's scans, short units) count every event once however
+the messages fall into batches.
+"""
+
+
 @dataclass(frozen=True)
 class BatchReport:
     """What one batch did.
@@ -159,8 +174,10 @@ class DuckDBWriter:
         events = self._insert_new("input_events", frames["input_events"], "event_id")
         new_ids = events["event_id"].implode()
         fresh = {
-            name: frames[name].filter(pl.col("event_id").is_in(new_ids))
-            for name in ("placed", "placed_lines", "cancelled", "shipments", "carrier_events")
+            name: frames[name]
+            .filter(pl.col("event_id").is_in(new_ids))
+            .unique(subset=key, keep="first", maintain_order=True)
+            for name, key in _ROWS_OF_AN_EVENT.items()
         }
         late_latency = self._late_latencies(events)
         self._register(

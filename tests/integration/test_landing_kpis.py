@@ -376,3 +376,28 @@ def test_kpis_do_not_depend_on_arrival_order_or_batching(
     finally:
         reference.close()
         shuffled.close()
+
+
+@pytest.mark.parametrize("gap", [0, 900], ids=["same-batch", "next-batch"])
+def test_redelivered_input_events_land_once(landed_run: Path, tmp_path: Path, gap: int) -> None:
+    """A redelivery in the same batch or a later one adds no scan, short unit or order line."""
+    per_source = _records(landed_run)
+    for topic in (t.value for t in InputTopic):
+        copies: list[LandingRecord] = []
+        for record in per_source[topic]:
+            copies.append(record)
+            if len(copies) > gap:
+                again = copies[-gap - 1]
+                copies.append(LandingRecord(again.topic, again.source, 0, 0, again.value))
+        per_source[topic] = [
+            LandingRecord(r.topic, r.source, 0, offset, r.value) for offset, r in enumerate(copies)
+        ]
+    path = tmp_path / "redelivered.duckdb"
+    _land(path, [r for records in per_source.values() for r in records], 700)
+    with duckdb.connect(str(path), read_only=True) as con:
+        con.execute(f"ATTACH '{landed_run / 'allocflow.duckdb'}' AS ref (READ_ONLY)")
+        for table in ("shipments", "orders", "order_lines", "carrier_events", "exceptions"):
+            assert _differences(con, f"FROM main.{table}", f"FROM ref.{table}") == 0, table
+        (scans,) = con.execute("SELECT sum(scans) FROM shipments").fetchone() or (None,)
+        (events,) = con.execute("SELECT count(*) FROM carrier_events").fetchone() or (None,)
+        assert scans == events
