@@ -23,12 +23,17 @@ class OrderStatus(ContractModel):
     """An order's status after a decision on one of its lines changed it.
 
     The records of an order form a changelog: the one with the highest ``version``
-    is the order's current status.
+    is the order's current status, the same for every run over the same input. The
+    statuses before it depend on the order in which the order's lines were decided
+    across shards, which batching (a replay after a crash) can change; ``record_id``
+    covers the content, so one id always means one record.
     """
 
     record_type: Literal["order.status"] = "order.status"
     schema_version: Literal[1] = SCHEMA_VERSION
-    record_id: Identifier = Field(description="Deterministic id; consumers dedupe on it.")
+    record_id: Identifier = Field(
+        description="Deterministic id of this version and content; consumers dedupe on it."
+    )
     order_id: Identifier = Field(description="Order.")
     customer_id: Identifier = Field(description="Customer.")
     version: int = Field(

@@ -1,6 +1,6 @@
 """Rolling line decisions up to an order status (keyed by order)."""
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import datetime
 
 from allocflow.models.decisions import AllocationDecision, DecisionOutcome
@@ -95,9 +95,15 @@ class _Summary:
     lines_cancelled: int
 
     def record(self, version: int) -> OrderStatus:
-        """Return the status record with its version."""
+        """Return the status record with its version; its id names the version and content.
+
+        Which intermediate statuses an order passes through depends on the order in
+        which its lines' decisions arrive from their shards, which batching can change
+        (a replay after a crash); the id covers the content, so one id always means
+        one record.
+        """
         return OrderStatus(
-            record_id=stable_id("ost", self.order_id, str(version)),
+            record_id=stable_id("ost", self.order_id, str(version), *map(str, astuple(self))),
             version=version,
             order_id=self.order_id,
             customer_id=self.customer_id,
