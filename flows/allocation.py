@@ -39,7 +39,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from allocflow.connectors.aligned_kafka import aligned_kafka_source
 from allocflow.connectors.kafka_config import KafkaConnection
-from allocflow.connectors.policy_file import load_policy
+from allocflow.connectors.policy_file import default_policy, load_policy
 from allocflow.connectors.stream_sinks import CheckedKafkaSink, write_json_lines
 from allocflow.connectors.stream_sources import MergedFileSource, RawMessage
 from allocflow.flows.route_tracking import track_routes
@@ -48,6 +48,7 @@ from allocflow.flows.rules.reference import DEFAULT_SHARDS
 from allocflow.flows.rules.rollup import OrderRollup
 from allocflow.flows.rules.routing import route
 from allocflow.flows.rules.shard import AllocationShard, ShardOutput
+from allocflow.flows.settings import Settings
 from allocflow.flows.tracking.settings import TrackingSettings
 from allocflow.flows.tracking.shipment import RouteOutput
 from allocflow.models.allocation_exceptions import AllocationException
@@ -178,6 +179,31 @@ def get_flow(
     endpoints = FileEndpoints(Path(input_dir), Path(output_dir))
     return build_allocation_flow(
         AllocationFlowConfig(load_policy(Path(policy_path)), endpoints, shards)
+    )
+
+
+def get_kafka_flow(policy_path: str | None = None, tail: bool = True) -> Dataflow:
+    """Build the Kafka flow from the ``ALLOCFLOW_*`` settings; for ``python -m bytewax.run``.
+
+    Every process of a cluster reads the same settings (bootstrap servers, topic names,
+    security, gate and tracking parameters) from its environment. Example: ``python -m
+    bytewax.run "allocflow.flows.allocation:get_kafka_flow()" -i 0 -a "host0:2101;host1:2101"``.
+
+    Args:
+        policy_path: A policy file; None for the packaged default policy.
+        tail: Keep reading new messages (False: stop at the end of the input topics).
+    """
+    settings = Settings()
+    topics = {t.value: settings.topic_name(t) for t in (*InputTopic, *OutputTopic)}
+    endpoints = KafkaEndpoints(settings.kafka_connection(), topics, tail=tail)
+    policy = default_policy() if policy_path is None else load_policy(Path(policy_path))
+    return build_allocation_flow(
+        AllocationFlowConfig(
+            policy,
+            endpoints,
+            gate=settings.gate_settings(),
+            tracking=settings.tracking_settings(),
+        )
     )
 
 

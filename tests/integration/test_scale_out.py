@@ -1,0 +1,132 @@
+"""Scale-out over Kafka: 1 worker, 2 worker threads and 2 processes give the same outputs and KPIs.
+
+One simulated stream with faults sits in 4-partition input topics. The dataflow runs
+over it three times, each into its own output topics: ``allocflow run`` with 1 and 2
+workers, and ``python -m bytewax.run "…:get_kafka_flow(tail=False)" -i 0/1 -a …`` as two
+processes. Every output topic must hold the same records (by id; an order's current
+status for order statuses), and each run, landed into its own DuckDB file, must give
+the same KPI views.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pytest
+
+from allocflow.connectors.broker import EmbeddedBroker, free_port
+from allocflow.connectors.landing.kpi_views import KPI_VIEWS
+from allocflow.connectors.topic_counts import topic_values
+from allocflow.flows.cli import main
+from allocflow.models.topics import InputTopic, OutputTopic
+
+pytestmark = pytest.mark.integration
+
+RUNS = ("one-worker", "two-workers", "two-processes")
+ID_FIELDS = ("decision_id", "record_id", "alert_id", "dead_letter_id")
+WALL_CLOCK_VIEWS = frozenset({"kpi_allocation_latency"})
+
+
+def _outputs(run: str, suffix: str) -> dict[OutputTopic, str]:
+    return {topic: f"{topic.value}-{run}-{suffix}" for topic in OutputTopic}
+
+
+def _env(outputs: dict[OutputTopic, str]) -> dict[str, str]:
+    return {f"ALLOCFLOW_TOPIC_{topic.name}": name for topic, name in outputs.items()}
+
+
+def _records(broker: EmbeddedBroker, topic: str) -> dict[str, Any]:
+    """Each record by id; order statuses reduced to each order's current one."""
+    records: dict[str, Any] = {}
+    for value in topic_values(broker.connection(), topic):
+        record = orjson.loads(value)
+        if record.get("record_type") == "order.status":
+            key = f"status:{record['order_id']}"
+            if key not in records or record["version"] > records[key]["version"]:
+                records[key] = record
+            continue
+        records[next(str(record[name]) for name in ID_FIELDS if name in record)] = record
+    return records
+
+
+def _two_processes(env: dict[str, str], log_dir: Path) -> None:
+    flow = "allocflow.flows.allocation:get_kafka_flow(tail=False)"
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    logs = [log_dir / f"process-{index}.log" for index in range(2)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", flow, "-i", str(index), "-a", addresses],
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for index, log in enumerate(logs)
+    ]
+    try:
+        codes = [process.wait(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    assert codes == [0, 0], "\n".join(log.read_text()[-2000:] for log in logs)
+
+
+def _kpis(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return {
+            view: sorted(
+                (
+                    tuple(round(v, 6) if isinstance(v, float) else v for v in row)
+                    for row in con.execute(f"SELECT * FROM {view}").fetchall()
+                ),
+                key=repr,
+            )
+            for view in KPI_VIEWS
+            if view not in WALL_CLOCK_VIEWS
+        }
+
+
+def test_workers_and_processes_give_the_same_outputs_and_kpis(
+    kafka_broker: EmbeddedBroker,
+    pipeline_topics: dict[InputTopic | OutputTopic, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    simulate = ["simulate", "--orders", "1200", "--seed", "9", "--faults", "all"]
+    simulate += ["--fault-rate", "0.004", "--scenario", "carrier-disruption", "--no-progress"]
+    assert main([*simulate, "--manifest", str(tmp_path / "manifest.json")]) == 0
+    suffix = pipeline_topics[OutputTopic.DEAD_LETTER].rsplit("-", 1)[1]
+    outputs = {run: _outputs(run, suffix) for run in RUNS}
+    kafka_broker.create_topics([n for names in outputs.values() for n in names.values()], 4)
+
+    for run, workers in (("one-worker", "1"), ("two-workers", "2")):
+        for name, value in _env(outputs[run]).items():
+            monkeypatch.setenv(name, value)
+        assert main(["run", "--no-tail", "--workers", workers]) == 0
+    _two_processes(os.environ | _env(outputs["two-processes"]), tmp_path)
+
+    reference = {
+        topic: _records(kafka_broker, outputs["one-worker"][topic]) for topic in OutputTopic
+    }
+    assert len(reference[OutputTopic.ALLOCATION_DECISIONS]) > 3000
+    assert reference[OutputTopic.ROUTE_ALERTS]
+    assert reference[OutputTopic.DEAD_LETTER]
+    for run in RUNS[1:]:
+        for topic in OutputTopic:
+            assert _records(kafka_broker, outputs[run][topic]) == reference[topic], (run, topic)
+
+    kpis = {}
+    for run in RUNS:
+        for name, value in _env(outputs[run]).items():
+            monkeypatch.setenv(name, value)
+        db = tmp_path / f"{run}.duckdb"
+        land = ["land", "--db", str(db), "--bootstrap", kafka_broker.bootstrap_servers]
+        assert main([*land, "--until-idle", "2", "--no-snapshot"]) == 0
+        kpis[run] = _kpis(db)
+    assert kpis["one-worker"]["kpi_fill_rate"]
+    assert kpis["two-workers"] == kpis["one-worker"]
+    assert kpis["two-processes"] == kpis["one-worker"]
