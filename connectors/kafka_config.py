@@ -3,7 +3,24 @@
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-_SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret"})
+_SECRET_KEYS = frozenset(
+    {"sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret", "ssl.key.pem"}
+)
+_SECRET_SUFFIXES = ("password", "secret", "credentials", ".pem", "oauthbearer.config")
+
+
+def redact(config: Mapping[str, str]) -> dict[str, str]:
+    """Return librdkafka ``config`` with secret values replaced, safe to log or print.
+
+    Example:
+        >>> redact({"sasl.username": "svc", "ssl.keystore.password": "p4ss"})
+        {'sasl.username': 'svc', 'ssl.keystore.password': '***'}
+    """
+    return {key: "***" if _is_secret(key) else value for key, value in config.items()}
+
+
+def _is_secret(key: str) -> bool:
+    return key in _SECRET_KEYS or key.endswith(_SECRET_SUFFIXES)
 
 
 @dataclass(frozen=True, repr=False)
@@ -66,8 +83,8 @@ class KafkaConnection:
         )
 
     def redacted(self, config: Mapping[str, str]) -> dict[str, str]:
-        """Return ``config`` with secret values replaced, safe to log."""
-        return {key: "***" if key in _SECRET_KEYS else value for key, value in config.items()}
+        """Return ``config`` with secret values replaced, safe to log (see :func:`redact`)."""
+        return redact(config)
 
     def _with_common(self, specific: dict[str, str]) -> dict[str, str]:
         config = {"bootstrap.servers": self.bootstrap_servers, "client.id": self.client_id}

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     )
     kafka_extra: dict[str, str] = Field(
         default_factory=dict,
+        repr=False,
         description="Any other librdkafka properties, as a JSON object; applied last.",
     )
     topic_orders: str = Field(default=InputTopic.ORDERS.value, description="Orders topic.")

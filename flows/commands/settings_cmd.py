@@ -5,6 +5,7 @@ import json
 
 from pydantic.fields import FieldInfo
 
+from allocflow.connectors.kafka_config import redact
 from allocflow.flows.settings import ENV_PREFIX, Settings
 
 
@@ -26,8 +27,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def effective_settings(settings: Settings) -> str:
-    """Return the settings as indented JSON; secret values are masked."""
-    return json.dumps(settings.model_dump(mode="json"), indent=2, sort_keys=True)
+    """Return the settings as indented JSON; secret values are masked.
+
+    Passwords are ``SecretStr`` (shown as ``**********``); in ``kafka_extra`` the
+    properties librdkafka treats as secrets are masked too.
+    """
+    shown = settings.model_dump(mode="json")
+    shown["kafka_extra"] = redact(settings.kafka_extra)
+    return json.dumps(shown, indent=2, sort_keys=True)
 
 
 def settings_reference() -> str:

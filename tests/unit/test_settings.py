@@ -111,3 +111,18 @@ def test_a_bad_tracking_setting_names_its_field(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ALLOCFLOW_ROUTE_PREDICTION_QUANTILE", "1")
     with pytest.raises(ValidationError, match="route_prediction_quantile"):
         Settings()
+
+
+def test_secrets_in_kafka_extra_are_masked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = {"sasl.oauthbearer.client.secret": "hunter2-secret", "linger.ms": "5"}
+    monkeypatch.setenv("ALLOCFLOW_KAFKA_EXTRA", json.dumps(extra))
+    assert main(["settings"]) == 0
+    shown = capsys.readouterr().out
+    assert "hunter2-secret" not in shown
+    assert json.loads(shown)["kafka_extra"] == {
+        "sasl.oauthbearer.client.secret": "***",
+        "linger.ms": "5",
+    }
+    assert "hunter2-secret" not in repr(Settings())
