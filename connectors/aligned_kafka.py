@@ -388,7 +388,9 @@ class TopicGuard:
     """
 
     def __init__(self, connection: KafkaConnection, watch: BrokerWatch, topics: list[str]) -> None:
-        self._admin = AdminClient(with_error_callback(connection.admin_config(), watch))
+        config = with_error_callback(connection.admin_config(), watch)
+        config["log_level"] = 0
+        self._admin = AdminClient(config)
         self._watch = watch
         self._topics = topics
         self._servers = connection.bootstrap_servers

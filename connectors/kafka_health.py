@@ -33,6 +33,9 @@ LOG_EVERY_S = 5.0
 """Seconds between two log lines about the same wait or outage."""
 
 _PROBE_TIMEOUT_S = 2.0
+_QUIET = 0
+"""librdkafka ``log_level`` of the waiting client: its connection errors are what the
+wait reports, once every few seconds, instead of several lines a second."""
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
 _UNREACHABLE = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
 
@@ -66,7 +69,9 @@ def wait_for_kafka(
     Raises:
         KafkaWaitTimeoutError: ``max_wait_s`` passed first; the message says why.
     """
-    admin = AdminClient(with_error_callback(connection.admin_config(), _ignore))
+    config = with_error_callback(connection.admin_config(), _ignore)
+    config["log_level"] = _QUIET
+    admin = AdminClient(config)
     started = last_log = time.monotonic()
     attempt = 0
     while True:
@@ -76,11 +81,6 @@ def wait_for_kafka(
             if attempt:
                 _LOG.info("Kafka at %s is ready after %.1f s", connection.bootstrap_servers, waited)
             return True
-        if max_wait_s and waited >= max_wait_s:
-            raise KafkaWaitTimeoutError(
-                f"Kafka at {connection.bootstrap_servers} not ready after {waited:.0f} s "
-                f"({reason}); the limit is ALLOCFLOW_BROKER_WAIT_TIMEOUT_S={max_wait_s:g}"
-            )
         if attempt == 0 or time.monotonic() - last_log >= LOG_EVERY_S:
             last_log = time.monotonic()
             _LOG.warning(
@@ -88,6 +88,11 @@ def wait_for_kafka(
                 connection.bootstrap_servers,
                 reason,
                 waited,
+            )
+        if max_wait_s and waited >= max_wait_s:
+            raise KafkaWaitTimeoutError(
+                f"Kafka at {connection.bootstrap_servers} not ready after {waited:.0f} s "
+                f"({reason}); the limit is ALLOCFLOW_BROKER_WAIT_TIMEOUT_S={max_wait_s:g}"
             )
         pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
         attempt += 1

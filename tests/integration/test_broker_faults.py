@@ -50,6 +50,26 @@ def test_run_started_before_the_broker_waits_for_it_then_decides_every_line(
     assert f"Kafka at 127.0.0.1:{port} is ready after" in text
 
 
+def test_land_waits_for_the_broker_and_gives_up_after_the_configured_wait(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "allocflow.flows.cli", "land", "--db", str(tmp_path / "x.db")]
+    env = {**os.environ, "ALLOCFLOW_BROKER_WAIT_TIMEOUT_S": "2"}
+    result = subprocess.run(
+        [*command, "--bootstrap", f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"waiting for Kafka at 127.0.0.1:{port} (no answer" in result.stderr
+    assert f"allocflow land: Kafka at 127.0.0.1:{port} not ready after 2 s" in result.stderr
+
+
 def test_run_survives_a_broker_restarted_empty_and_decides_what_comes_after(
     tmp_path: Path,
 ) -> None:
