@@ -26,7 +26,7 @@ workers or processes. Both inputs merge the topics in event-time order: files wi
 live once every active partition has moved past an event).
 """
 
-import copy
+import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -49,6 +49,7 @@ from allocflow.flows.rules.rollup import OrderRollup
 from allocflow.flows.rules.routing import route
 from allocflow.flows.rules.shard import AllocationShard, ShardOutput
 from allocflow.flows.settings import Settings
+from allocflow.flows.snapshots import stateful_flat_map
 from allocflow.flows.tracking.settings import TrackingSettings
 from allocflow.flows.tracking.shipment import RouteOutput
 from allocflow.models.allocation_exceptions import AllocationException
@@ -148,10 +149,10 @@ def build_allocation_flow(config: AllocationFlowConfig) -> Dataflow:
     split = op.branch("dead_or_alive", decoded, _is_dead_letter)
     alerts, events = _gate(cast(Stream[Admission], split.falses), config.gate)
     commands = op.flat_map_batch("route", events, _Router(config.policy, config.shards))
-    outputs = op.stateful_flat_map("allocate", commands, _Allocator(config.policy))
+    outputs = stateful_flat_map("allocate", commands, _Allocator(config.policy))
     decisions = op.filter_map("decisions", outputs, _decision_or_none)
     by_order = op.key_on("key_by_order", decisions, _order_id)
-    statuses = op.stateful_flat_map("roll_up", by_order, _roll_up)
+    statuses = stateful_flat_map("roll_up", by_order, _roll_up)
     routes = op.branch("route_alerts_apart", track_routes(events, config.tracking), _is_route_alert)
     records: dict[OutputTopic, Stream[OutputRecord]] = {
         OutputTopic.ALLOCATION_DECISIONS: op.merge(
@@ -251,16 +252,18 @@ def _gate(
     return split.trues, cast(Stream[EventEnvelope], split.falses)
 
 
-class _GateLogic(StatefulBatchLogic[Admission, _Gated, QualityGate]):
+class _GateLogic(StatefulBatchLogic[Admission, _Gated, bytes]):
     """The gate step's logic: admit each event, report the pending orphans at end of input."""
 
     def __init__(self, gate: QualityGate) -> None:
         self._gate = gate
 
     @classmethod
-    def resume(cls, settings: GateSettings, state: QualityGate | None) -> "_GateLogic":
+    def resume(cls, settings: GateSettings, snapshot: bytes | None) -> "_GateLogic":
         """Continue from a snapshot, or start a fresh gate with ``settings``."""
-        return cls(state if state is not None else QualityGate(settings))
+        if snapshot is None:
+            return cls(QualityGate(settings))
+        return cls(pickle.loads(snapshot))  # noqa: S301 - our own recovery store
 
     def on_batch(self, values: list[Admission]) -> tuple[list[_Gated], bool]:
         """Return each event's alerts, followed by the event itself unless it is dropped."""
@@ -276,9 +279,9 @@ class _GateLogic(StatefulBatchLogic[Admission, _Gated, QualityGate]):
         """Return the alerts the gate raises when the input ends."""
         return self._gate.finish(), StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> QualityGate:
-        """Return an independent copy of the gate (the step keeps using its own)."""
-        return copy.deepcopy(self._gate)
+    def snapshot(self) -> bytes:
+        """Return the gate pickled: an immutable copy in one pass (no deepcopy first)."""
+        return pickle.dumps(self._gate, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _decode_batch(batch: list[RawMessage]) -> list[_Decoded]:

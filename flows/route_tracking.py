@@ -19,6 +19,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream
 
+from allocflow.flows.snapshots import stateful_flat_map
 from allocflow.flows.tracking.lane import LaneItem, LaneTracker
 from allocflow.flows.tracking.router import Routed, TrackingRouter, is_tracked
 from allocflow.flows.tracking.settings import TrackingSettings
@@ -33,9 +34,9 @@ def track_routes(events: Stream[EventEnvelope], settings: TrackingSettings) -> S
     """Add the route-tracking steps after ``events``; return the alerts and exceptions."""
     logistics = op.filter("logistics_events", events, is_tracked)
     keyed = op.key_on("tracking_router_key", logistics, _router_key)
-    routed = op.stateful_flat_map("route_to_lanes", keyed, partial(_route, settings))
+    routed = stateful_flat_map("route_to_lanes", keyed, partial(_route, settings))
     by_lane = cast(KeyedStream[LaneItem], op.key_rm("unkey_router", routed))
-    outputs = op.stateful_flat_map("track_lanes", by_lane, partial(_track, settings))
+    outputs = stateful_flat_map("track_lanes", by_lane, partial(_track, settings))
     return op.key_rm("unkey_lanes", outputs)
 
 

@@ -2,6 +2,7 @@
 
 from dataclasses import astuple, dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from allocflow.models.decisions import AllocationDecision, DecisionOutcome
 from allocflow.models.ids import stable_id
@@ -16,11 +17,53 @@ _LINE_COUNT_FIELDS: dict[DecisionOutcome, str] = {
 }
 
 
+class LineDecision(NamedTuple):
+    """What the roll-up keeps of a line's latest decision (small to snapshot).
+
+    Attributes:
+        decided_at: Event time of the decision.
+        decision_id: Its id (breaks ties of ``decided_at``).
+        outcome: The line's state after it.
+        requested_qty: Units requested.
+        allocated_qty: Units allocated or shipped.
+        nodes: Nodes holding the allocation.
+        customer_id: The order's customer.
+        cause_event_id: The event that caused it.
+        policy_version: The policy applied.
+    """
+
+    decided_at: datetime
+    decision_id: str
+    outcome: DecisionOutcome
+    requested_qty: int
+    allocated_qty: int
+    nodes: tuple[str, ...]
+    customer_id: str
+    cause_event_id: str
+    policy_version: str
+
+    @classmethod
+    def of(cls, decision: AllocationDecision) -> "LineDecision":
+        """Keep what the order status needs of ``decision``."""
+        return cls(
+            decision.decided_at,
+            decision.decision_id,
+            decision.outcome,
+            decision.requested_qty,
+            decision.allocated_qty,
+            tuple(allocation.node_id for allocation in decision.allocations),
+            decision.customer_id,
+            decision.cause_event_id,
+            decision.policy_version,
+        )
+
+
 @dataclass
 class OrderRollup:
     """The latest decision of each line of one order.
 
     Attributes:
+        order_id: The order (set by its first decision).
         lines: Latest decision by line id: the latest by event time; of decisions with
             the same event time, the one received last (a line's decisions all come from
             its SKU's shard, in the order they were made).
@@ -28,7 +71,8 @@ class OrderRollup:
         last_status: The status last emitted (without id and version), to emit only changes.
     """
 
-    lines: dict[str, AllocationDecision] = field(default_factory=dict)
+    order_id: str = ""
+    lines: dict[str, LineDecision] = field(default_factory=dict)
     seen: int = 0
     last_status: "_Summary | None" = None
 
@@ -38,10 +82,11 @@ class OrderRollup:
         Decisions of different lines come from different shards, in any order; a
         line's older decision arriving after a newer one is ignored.
         """
+        self.order_id = decision.order_id
         self.seen += 1
         current = self.lines.get(decision.line_id)
         if current is None or current.decided_at <= decision.decided_at:
-            self.lines[decision.line_id] = decision
+            self.lines[decision.line_id] = LineDecision.of(decision)
         summary = self._summary()
         if summary == self.last_status:
             return None
@@ -50,18 +95,20 @@ class OrderRollup:
 
     def _summary(self) -> "_Summary":
         counts = dict.fromkeys(_LINE_COUNT_FIELDS.values(), 0)
-        for decision in self.lines.values():
-            counts[_LINE_COUNT_FIELDS[decision.outcome]] += 1
-        live = [d for d in self.lines.values() if d.outcome is not DecisionOutcome.CANCELLED]
-        nodes = tuple(sorted({a.node_id for d in live for a in d.allocations}))
+        for line in self.lines.values():
+            counts[_LINE_COUNT_FIELDS[line.outcome]] += 1
+        live = [
+            line for line in self.lines.values() if line.outcome is not DecisionOutcome.CANCELLED
+        ]
+        nodes = tuple(sorted({node for line in live for node in line.nodes}))
         latest = max(self.lines.values(), key=_order_key)
         return _Summary(
-            order_id=latest.order_id,
+            order_id=self.order_id,
             customer_id=latest.customer_id,
             status=_kind(counts, len(self.lines)),
             lines=len(self.lines),
-            requested_qty=sum(d.requested_qty for d in live),
-            allocated_qty=sum(d.allocated_qty for d in live),
+            requested_qty=sum(line.requested_qty for line in live),
+            allocated_qty=sum(line.allocated_qty for line in live),
             nodes=nodes,
             as_of=latest.decided_at,
             cause_event_id=latest.cause_event_id,
@@ -124,8 +171,8 @@ class _Summary:
         )
 
 
-def _order_key(decision: AllocationDecision) -> tuple[datetime, str]:
-    return (decision.decided_at, decision.decision_id)
+def _order_key(line: LineDecision) -> tuple[datetime, str]:
+    return (line.decided_at, line.decision_id)
 
 
 def _kind(counts: dict[str, int], lines: int) -> OrderStatusKind:
