@@ -23,10 +23,11 @@ class OrderStatus(ContractModel):
     """An order's status after a decision on one of its lines changed it.
 
     The records of an order form a changelog: the one with the highest ``version``
-    is the order's current status, the same for every run over the same input. The
-    statuses before it depend on the order in which the order's lines were decided
-    across shards, which batching (a replay after a crash) can change; ``record_id``
-    covers the content, so one id always means one record.
+    is the order's current status, whose content is the same for every run over the
+    same input. Which statuses come before it, and so the version numbers, depend on
+    the order in which the order's lines were decided across shards, which batching
+    (more workers, a replay after a crash) can change; ``record_id`` covers the
+    content, so one id always means one record.
     """
 
     record_type: Literal["order.status"] = "order.status"
