@@ -16,14 +16,14 @@ Compared: every output topic, deduplicated by record id (``lost``: ids of the
 reference missing from the chaos run; ``duplicated``: ids only the chaos run has;
 ``mismatched``: same id, different record; ``replayed``: repeated copies of a record,
 which at-least-once output allows). Order statuses are a changelog per order: each
-order's current status is compared; earlier statuses depend on the order in which an
-order's line decisions arrive from their shards, which a replay can change (and with them the
-current status's version number, so its content is compared without id and version),
-and are only counted (``statuses``: earlier status ids found in one run only). Also compared:
-every fact table of the two DuckDB files except wall-clock columns and columns that
-depend on batching (decisions' positions in their output topic, status versions); every KPI view except ``kpi_allocation_latency`` (it
-measures wall-clock produce times). All of lost, duplicated and mismatched, and every
-differing row, must be 0.
+order's current status is compared, by content. Earlier statuses depend on the order
+in which an order's line decisions arrive from their shards, which a replay can change
+(and with them the current status's version number, hence its id); they are only
+counted (``statuses``: earlier status ids found in one run only). Also compared: every
+fact table of the two DuckDB files except wall-clock columns and columns that depend
+on batching (decisions' positions in their output topic, status versions); every KPI
+view except ``kpi_allocation_latency`` (it measures wall-clock produce times). All of
+lost, duplicated and mismatched, and every differing row, must be 0.
 
 Usage::
 
