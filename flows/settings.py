@@ -183,8 +183,14 @@ class Settings(BaseSettings):
         default=10,
         ge=1,
         le=100_000,
-        description="Route tracking: recent deliveries a lane needs before it predicts and "
-        "is judged.",
+        description="Route tracking: recent deliveries a lane needs before it predicts.",
+    )
+    route_min_lane_deliveries: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        description="Route tracking: deliveries a lane's recent window (and baseline) needs "
+        "before its on-time rate is judged for degradation.",
     )
     route_baseline_window_s: float = Field(
         default=604_800.0,
@@ -261,6 +267,7 @@ class Settings(BaseSettings):
             prediction_quantile=self.route_prediction_quantile,
             transit_window=timedelta(seconds=self.route_transit_window_s),
             min_transit_samples=self.route_min_transit_samples,
+            min_lane_deliveries=self.route_min_lane_deliveries,
             baseline_window=timedelta(seconds=self.route_baseline_window_s),
             on_time_threshold=self.route_on_time_threshold,
             degradation_margin=self.route_degradation_margin,

@@ -3,7 +3,7 @@
 Example:
     >>> from datetime import UTC, datetime, timedelta
     >>> from allocflow.flows.tracking.settings import TrackingSettings
-    >>> settings = TrackingSettings(min_transit_samples=4, on_time_threshold=0.8)
+    >>> settings = TrackingSettings(min_lane_deliveries=4, on_time_threshold=0.8)
     >>> history = LaneHistory(settings.transit_window, settings.baseline_window)
     >>> start = datetime(2026, 3, 2, tzinfo=UTC)
     >>> for hour in range(4):
@@ -29,7 +29,7 @@ class DegradationWatch:
 
     The rate is judged against the higher of ``on_time_threshold`` and the baseline
     rate minus ``degradation_margin`` (the baseline counts once it has
-    ``min_transit_samples`` deliveries); recovery needs ``recovery_margin`` above it.
+    ``min_lane_deliveries`` deliveries); recovery needs ``recovery_margin`` above it.
     """
 
     def __init__(self, settings: TrackingSettings, carrier_id: str, lane: str) -> None:
@@ -44,7 +44,7 @@ class DegradationWatch:
         """Return the alert the lane's current rates call for, if any."""
         settings = self._settings
         on_time, deliveries = history.recent_on_time()
-        if deliveries < settings.min_transit_samples:
+        if deliveries < settings.min_lane_deliveries:
             return []
         rate = on_time / deliveries
         baseline = self._baseline(history)
@@ -59,7 +59,7 @@ class DegradationWatch:
 
     def _baseline(self, history: LaneHistory) -> float | None:
         on_time, deliveries = history.baseline_on_time()
-        if deliveries < self._settings.min_transit_samples:
+        if deliveries < self._settings.min_lane_deliveries:
             return None
         return on_time / deliveries
 

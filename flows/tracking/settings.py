@@ -44,8 +44,14 @@ class TrackingSettings(BaseModel):
         default=10,
         ge=1,
         le=100_000,
-        description="Fewest recent deliveries on a lane before it predicts (and before its "
-        "on-time rate is judged).",
+        description="Fewest recent deliveries on a lane before it predicts.",
+    )
+    min_lane_deliveries: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        description="Fewest deliveries in a lane's recent window (and in its baseline) "
+        "before its on-time rate (and baseline) is judged for degradation.",
     )
     baseline_window: timedelta = Field(
         default=timedelta(days=7),

@@ -38,6 +38,7 @@ OPENING = {
 SETTINGS = TrackingSettings(
     stall_after=timedelta(hours=10),
     min_transit_samples=3,
+    min_lane_deliveries=3,
     transit_window=timedelta(hours=48),
     tick_every=timedelta(hours=1),
 )

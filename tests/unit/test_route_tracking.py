@@ -352,7 +352,7 @@ def test_a_shipment_never_delivered_is_forgotten_with_its_alerts_resolved() -> N
 def test_lane_degraded_when_on_time_rate_drops_and_resolved_when_it_recovers() -> None:
     settings = NO_STALLS.model_copy(
         update={
-            "min_transit_samples": 4,
+            "min_lane_deliveries": 4,
             "on_time_threshold": 0.75,
             "transit_window": timedelta(hours=30),
         }
@@ -381,7 +381,9 @@ def test_lane_degraded_when_on_time_rate_drops_and_resolved_when_it_recovers() -
 
 def test_lane_degraded_below_its_own_baseline_though_above_the_threshold() -> None:
     settings = TrackingSettings(
-        transit_window=timedelta(hours=10), baseline_window=timedelta(hours=100)
+        transit_window=timedelta(hours=10),
+        baseline_window=timedelta(hours=100),
+        min_lane_deliveries=10,
     )
     history = LaneHistory(settings.transit_window, settings.baseline_window)
     for hour in range(20):
@@ -468,6 +470,7 @@ def test_router_forgets_the_least_recent_shipments_beyond_its_memory() -> None:
         ("stall_after", timedelta(0)),
         ("prediction_quantile", 1.0),
         ("min_transit_samples", 0),
+        ("min_lane_deliveries", 0),
         ("on_time_threshold", 1.5),
         ("tick_every", timedelta(0)),
     ],
