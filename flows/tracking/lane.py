@@ -87,11 +87,6 @@ class LaneTracker:
         self._history = LaneHistory(settings.transit_window, settings.baseline_window)
         self._degradation = DegradationWatch(settings, carrier_id, lane)
 
-    @property
-    def tracked(self) -> int:
-        """Shipments being tracked now."""
-        return len(self._shipments)
-
     def apply(self, payload: EventEnvelope | Tick) -> list[RouteOutput]:
         """Advance the clock to ``payload``'s time, firing due deadlines, then apply it."""
         if isinstance(payload, Tick):

@@ -64,19 +64,16 @@ class TrackingRouter:
         self._lane_of = RecentMap[tuple[str, str]](settings.shipment_memory)
         self._lanes: dict[str, tuple[str, str]] = {}
         self._next_tick: datetime | None = None
-        self.untracked = 0
 
     def route(self, event: EventEnvelope) -> list[Routed]:
         """Return the ticks due by ``event``'s time, then ``event`` keyed by its lane.
 
         Events of shipments the router does not know (never created, or forgotten)
-        are counted in ``untracked`` and not routed; the data-quality gate reports
-        such orphans.
+        are not routed; the data-quality gate reports such orphans.
         """
         routed = self._ticks(event.event_time)
         lane = self._lane(event)
         if lane is None:
-            self.untracked += 1
             return routed
         carrier_id, lane_id = lane
         routed.append((f"{carrier_id}|{lane_id}", LaneItem(carrier_id, lane_id, event)))

@@ -453,7 +453,6 @@ def test_router_keys_scans_by_the_lane_of_their_shipment_and_ticks_every_lane() 
     ]
     assert routed[2] == ("CARR-A|DC-NJ>west", LaneItem(CARRIER, LANE, routed[2][1].payload))
     assert router.route(scan("SH-UNKNOWN", 1.6)) == []
-    assert router.untracked == 1
 
 
 def test_router_forgets_the_least_recent_shipments_beyond_its_memory() -> None:
