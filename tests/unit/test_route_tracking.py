@@ -7,6 +7,8 @@ from itertools import count
 import pytest
 from pydantic import ValidationError
 
+from allocflow.flows.allocation import _GateLogic
+from allocflow.flows.snapshots import _PickledLogic
 from allocflow.flows.tracking.degradation import DegradationWatch
 from allocflow.flows.tracking.lane import LaneItem, LaneTracker, Tick
 from allocflow.flows.tracking.lane_history import LaneHistory
@@ -29,6 +31,7 @@ from allocflow.models.shipments import (
     ShipmentLine,
 )
 from allocflow.models.vocabulary import OwnerRole, ReasonCode
+from allocflow.quality.gate import QualityGate
 
 pytestmark = pytest.mark.unit
 
@@ -477,3 +480,14 @@ def test_router_forgets_the_least_recent_shipments_beyond_its_memory() -> None:
 def test_bad_settings_name_the_field(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
         TrackingSettings(**{field: value})
+
+
+def test_no_step_of_the_flow_asks_for_a_wall_clock_timer() -> None:
+    """Deadlines live in state and fire on event time: no step wakes Bytewax's clock.
+
+    Bytewax calls ``notify_at`` after every batch; a wall-clock answer is what makes its
+    event clock spin during a backlog replay (bytewax/bytewax#578).
+    """
+    stateful = _PickledLogic(lambda state, value: (state, [value]), None)
+    assert stateful.notify_at() is None
+    assert _GateLogic(QualityGate()).notify_at() is None
