@@ -14,6 +14,12 @@ _cli_main = cast(Callable[..., None], cli_main)
 _recovery_config = cast(Callable[[Path, timedelta], RecoveryConfig], RecoveryConfig)
 _init_db_dir = cast(Callable[[Path, int], None], init_db_dir)
 
+UNRECOVERABLE_EPOCH = timedelta(hours=1)
+"""Epoch length without recovery. Bytewax snapshots every stateful key touched in an
+epoch at its close even when nothing keeps the snapshots (about a fifth of the flow's
+time with its default 10 s epochs); without a recovery store epochs serve nothing else,
+so they are made long."""
+
 
 @dataclass(frozen=True)
 class Recovery:
@@ -35,13 +41,14 @@ def run_dataflow(flow: Dataflow, workers: int = 1, recovery: Recovery | None = N
 
     With ``recovery``, the state of every stateful step and the input positions are
     snapshotted every ``snapshot_interval`` into the recovery store, and a run over a
-    store that holds snapshots resumes from the newest complete one.
+    store that holds snapshots resumes from the newest complete one. Without it,
+    epochs last :data:`UNRECOVERABLE_EPOCH`.
 
     Threads share the GIL: for more CPU, run several processes with
     ``python -m bytewax.run … -i N -a …`` (see docs/allocation.md).
     """
     if recovery is None:
-        _cli_main(flow, workers_per_process=workers)
+        _cli_main(flow, workers_per_process=workers, epoch_interval=UNRECOVERABLE_EPOCH)
         return
     _cli_main(
         flow,
