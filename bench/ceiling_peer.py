@@ -49,7 +49,6 @@ as it is (not an export of ``HEAD``); the number of modified tracked files is re
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -64,6 +63,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from allocation import load_average, output_of
+from allocation import machine_facts as shared_machine_facts
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from allocflow.connectors.aligned_kafka import DEFAULT_BATCH_SIZE
@@ -454,28 +455,19 @@ def summarize(repeats: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def machine_facts() -> dict[str, Any]:
-    """Return what the numbers ran on."""
+    """Return what the numbers ran on: the shared facts, the Kafka client, the code."""
+    changed = output_of(["git", "-C", str(REPO_DIR), "status", "--porcelain", "-uno"]) or ""
     return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "bytewax": version("bytewax"),
+        **shared_machine_facts(),
         "confluent_kafka": version("confluent-kafka"),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty_files": len(_git("status", "--porcelain", "--untracked-files=no").splitlines()),
+        "git_commit": output_of(["git", "-C", str(REPO_DIR), "rev-parse", "HEAD"]),
+        "git_dirty_files": len(changed.splitlines()),
     }
-
-
-def _git(*args: str) -> str:
-    completed = subprocess.run(
-        ["git", "-C", str(REPO_DIR), *args], capture_output=True, text=True, check=False
-    )
-    return completed.stdout.strip()
 
 
 def measure(orders: int, repeats: int) -> dict[str, Any]:
     """Run the whole experiment; return the results document."""
-    load_before = [round(value, 2) for value in os.getloadavg()]
+    load_before = load_average()
     started = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="ceiling-peer-") as scratch:
         work = Path(scratch)
@@ -504,7 +496,7 @@ def measure(orders: int, repeats: int) -> dict[str, Any]:
         },
         "machine": machine_facts(),
         "load_average_before": load_before,
-        "load_average_after": [round(value, 2) for value in os.getloadavg()],
+        "load_average_after": load_average(),
         "repeats": runs,
         "summary": summarize(runs),
     }

@@ -78,13 +78,9 @@ class KafkaConnection:
     def __repr__(self) -> str:
         return (
             f"KafkaConnection(bootstrap_servers={self.bootstrap_servers!r}, "
-            f"client_id={self.client_id!r}, security={self.redacted(self.security)!r}, "
-            f"extra={self.redacted(self.extra)!r})"
+            f"client_id={self.client_id!r}, security={redact(self.security)!r}, "
+            f"extra={redact(self.extra)!r})"
         )
-
-    def redacted(self, config: Mapping[str, str]) -> dict[str, str]:
-        """Return ``config`` with secret values replaced, safe to log (see :func:`redact`)."""
-        return redact(config)
 
     def _with_common(self, specific: dict[str, str]) -> dict[str, str]:
         config = {"bootstrap.servers": self.bootstrap_servers, "client.id": self.client_id}

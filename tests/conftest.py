@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from importlib.resources import files
 from pathlib import Path
 
@@ -141,21 +141,37 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def _run_in_two_processes(stream: Path, out: Path) -> None:
-    policy = files("allocflow.flows") / "policies" / "default.toml"
-    flow = f"allocflow.flows.allocation:get_flow({str(stream)!r}, {str(out)!r}, {str(policy)!r})"
+def _run_flow_in_two_processes(
+    flow: str, log_dir: Path, env: Mapping[str, str] | None = None
+) -> None:
+    """Run ``python -m bytewax.run FLOW`` as processes 0 and 1 of one cluster.
+
+    Fails the test (with both processes' logs, kept in ``log_dir``) unless both exit 0.
+    """
     addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
-    logs = [out / f"process-{index}.log" for index in range(2)]
+    logs = [log_dir / f"process-{index}.log" for index in range(2)]
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "bytewax.run", flow, "-i", str(index), "-a", addresses],
+            env=env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
         )
         for index, log in enumerate(logs)
     ]
-    codes = [process.wait(timeout=300) for process in processes]
+    try:
+        codes = [process.wait(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
     assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
+
+
+def _run_in_two_processes(stream: Path, out: Path) -> None:
+    policy = files("allocflow.flows") / "policies" / "default.toml"
+    flow = f"allocflow.flows.allocation:get_flow({str(stream)!r}, {str(out)!r}, {str(policy)!r})"
+    _run_flow_in_two_processes(flow, out)
 
 
 @pytest.fixture
@@ -165,3 +181,9 @@ def run_in_two_processes() -> Callable[[Path, Path], None]:
     Fails the test (with both processes' logs) unless both exit 0.
     """
     return _run_in_two_processes
+
+
+@pytest.fixture
+def run_flow_in_two_processes() -> Callable[[str, Path, Mapping[str, str] | None], None]:
+    """Run any ``bytewax.run`` flow spec as a two-process cluster, with an environment."""
+    return _run_flow_in_two_processes

@@ -9,8 +9,7 @@ the same KPI views.
 """
 
 import os
-import subprocess
-import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import duckdb
 import orjson
 import pytest
 
-from allocflow.connectors.broker import EmbeddedBroker, free_port
+from allocflow.connectors.broker import EmbeddedBroker
 from allocflow.connectors.landing.kpi_views import KPI_VIEWS
 from allocflow.connectors.topic_counts import topic_values
 from allocflow.flows.cli import main
@@ -60,28 +59,6 @@ def _content(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in {"record_id", "version"}}
 
 
-def _two_processes(env: dict[str, str], log_dir: Path) -> None:
-    flow = "allocflow.flows.allocation:get_kafka_flow(tail=False)"
-    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-    logs = [log_dir / f"process-{index}.log" for index in range(2)]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", flow, "-i", str(index), "-a", addresses],
-            env=env,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for index, log in enumerate(logs)
-    ]
-    try:
-        codes = [process.wait(timeout=300) for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    assert codes == [0, 0], "\n".join(log.read_text()[-2000:] for log in logs)
-
-
 def _kpis(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     with duckdb.connect(str(db), read_only=True) as con:
         return {
@@ -102,6 +79,7 @@ def test_workers_and_processes_give_the_same_outputs_and_kpis(
     pipeline_topics: dict[InputTopic | OutputTopic, str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    run_flow_in_two_processes: Callable[[str, Path, Mapping[str, str] | None], None],
 ) -> None:
     simulate = ["simulate", "--orders", "1200", "--seed", "9", "--faults", "all"]
     simulate += ["--fault-rate", "0.004", "--scenario", "carrier-disruption", "--no-progress"]
@@ -114,7 +92,11 @@ def test_workers_and_processes_give_the_same_outputs_and_kpis(
         for name, value in _env(outputs[run]).items():
             monkeypatch.setenv(name, value)
         assert main(["run", "--no-tail", "--workers", workers]) == 0
-    _two_processes(os.environ | _env(outputs["two-processes"]), tmp_path)
+    run_flow_in_two_processes(
+        "allocflow.flows.allocation:get_kafka_flow(tail=False)",
+        tmp_path,
+        os.environ | _env(outputs["two-processes"]),
+    )
 
     reference = {
         topic: _records(kafka_broker, outputs["one-worker"][topic]) for topic in OutputTopic

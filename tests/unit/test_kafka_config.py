@@ -5,6 +5,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
+from allocflow.connectors.kafka_config import redact
 from allocflow.flows.settings import ENV_PREFIX, Settings
 
 pytestmark = pytest.mark.unit
@@ -84,7 +85,7 @@ def test_redacted_hides_every_secret_and_keeps_the_rest() -> None:
     connection = _sasl_ssl_settings().kafka_connection()
 
     for config in (connection.producer_config(), connection.admin_config()):
-        redacted = connection.redacted(config)
+        redacted = redact(config)
 
         assert redacted["sasl.password"] == "***"
         assert redacted["ssl.key.password"] == "***"
