@@ -9,7 +9,8 @@ the event-time merge is exact and both runs see the same order). Then:
 * **chaos**: ``allocflow run --no-tail --db chaos.duckdb --recovery-dir STORE`` over
   the same inputs into other output topics, with snapshots every
   ``--snapshot-interval`` seconds, is killed with SIGKILL ``--kills`` times at random
-  moments (the lander it runs dies with it) and restarted each time; the last run
+  moments while it writes (each start after a random 8-20 % of the reference's
+  decisions; the lander it runs dies with it) and restarted each time; the last run
   goes to the end.
 
 Compared: every output topic, deduplicated by record id (``lost``: ids of the
@@ -38,7 +39,6 @@ import json
 import os
 import platform
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -153,7 +153,9 @@ def run_chaos(work: Path, orders: int, kills: int, seed: int, snapshot_s: int) -
             log=work / "chaos.log",
             connection=connection,
             decisions_topic=runs["chaos"][OutputTopic.ALLOCATION_DECISIONS],
-            flow_s=_flow_seconds(work / "ref.log"),
+            reference_decisions=message_count(
+                connection, runs["ref"][OutputTopic.ALLOCATION_DECISIONS]
+            ),
         )
         started = time.perf_counter()
         report.kills = _run_with_kills(run, kills, random.Random(seed))
@@ -286,7 +288,7 @@ class _ChaosRun:
         log: Where its output goes (appended by every start).
         connection: The broker.
         decisions_topic: The run's decisions topic, whose growth shows it is processing.
-        flow_s: How long the reference's flow ran.
+        reference_decisions: How many decisions the reference run wrote.
     """
 
     command: list[str]
@@ -294,59 +296,55 @@ class _ChaosRun:
     log: Path
     connection: KafkaConnection
     decisions_topic: str
-    flow_s: float
+    reference_decisions: int
 
 
 def _run_with_kills(run: _ChaosRun, kills: int, rng: random.Random) -> list[float]:
     """SIGKILL the run ``kills`` times at random moments while it writes; then finish it.
 
-    Each start is killed a random 10-30 % of the reference's flow time after it wrote
-    its first new decision, so every kill lands while the flow is processing.
+    Each start is killed once it has written a random 8-20 % of the reference's
+    decisions (replays included), so every kill lands mid-output and all kills
+    together stop before 60 % of the output: the run cannot finish before its kills,
+    however fast the machine.
 
     Returns:
         Seconds after each (re)start at which the run was killed.
+
+    Raises:
+        RuntimeError: If a start failed, or ended before its kill.
     """
-    moments: list[float] = []
-    while len(moments) < kills:
-        moment = _kill_at(run, rng.uniform(0.1, 0.3) * run.flow_s)
-        if moment is None:
-            break
-        moments.append(moment)
+    moments = [
+        _kill_after(run, round(rng.uniform(0.08, 0.2) * run.reference_decisions))
+        for _ in range(kills)
+    ]
     with _started(run.command, run.env, run.log) as process:
         if process.wait(timeout=RUN_TIMEOUT_S) != 0:
             raise RuntimeError(f"the last chaos run failed; see {run.log}")
     return moments
 
 
-def _kill_at(run: _ChaosRun, delay_s: float) -> float | None:
-    """Start the run and SIGKILL it ``delay_s`` after its decisions topic grows.
+def _kill_after(run: _ChaosRun, decisions: int) -> float:
+    """Start the run and SIGKILL it once it has written ``decisions`` more decisions.
 
     Returns:
-        Seconds it ran, or None if it ended first.
+        Seconds it ran.
+
+    Raises:
+        RuntimeError: If it ended before it was killed.
     """
-    before = message_count(run.connection, run.decisions_topic)
+    target = message_count(run.connection, run.decisions_topic) + decisions
     with _started(run.command, run.env, run.log) as process:
         started = time.perf_counter()
         while process.poll() is None:
-            if message_count(run.connection, run.decisions_topic) > before:
-                try:
-                    process.wait(timeout=delay_s)
-                except subprocess.TimeoutExpired:
-                    process.send_signal(signal.SIGKILL)
-                    process.wait()
-                    return round(time.perf_counter() - started, 2)
-            time.sleep(0.1)
-    if process.returncode != 0:
-        raise RuntimeError(f"the chaos run failed before its kill; see {run.log}")
-    return None
-
-
-def _flow_seconds(log: Path) -> float:
-    """The flow's own run time, from the ``allocation flow finished in X s`` log line."""
-    match = re.search(r"allocation flow finished in ([0-9.]+) s", log.read_text())
-    if match is None:
-        raise RuntimeError(f"no flow time in {log}")
-    return float(match.group(1))
+            if message_count(run.connection, run.decisions_topic) >= target:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                return round(time.perf_counter() - started, 2)
+            time.sleep(0.05)
+    raise RuntimeError(
+        f"the chaos run ended (exit {process.returncode}) before writing {decisions} "
+        f"decisions; see {run.log}"
+    )
 
 
 @contextmanager
