@@ -6,7 +6,11 @@ import polars as pl
 import streamlit as st
 
 from allocflow.dashboards import charts, data, ui
-from allocflow.dashboards.queries import STALE_FEED_HOURS, STALE_NODE_HOURS
+from allocflow.dashboards.queries import (
+    STALE_FEED_HOURS,
+    STALE_NODE_HOURS,
+    STALE_ORDERS_FEED_HOURS,
+)
 
 _STALE_STYLE = "background-color: rgba(255, 75, 75, 0.25)"
 
@@ -104,8 +108,8 @@ def _freshness(freshness: pl.DataFrame) -> None:
     st.subheader("Feed freshness")
     st.caption(
         f"Hours from each source's last event to the watermark; highlighted beyond "
-        f"{STALE_FEED_HOURS:.0f} h for a feed or {STALE_NODE_HOURS:.0f} h for a node, "
-        "the gates' staleness defaults."
+        f"{STALE_FEED_HOURS:.0f} h for a feed ({STALE_ORDERS_FEED_HOURS:.0f} h for orders, "
+        f"quiet over weekends) or {STALE_NODE_HOURS:.0f} h for a node, the gates' defaults."
     )
     st.dataframe(
         freshness.to_pandas().style.apply(_stale, axis=1),

@@ -53,10 +53,13 @@ HOURLY_TREND_LIMIT = timedelta(days=7)
 ShipmentDimension = Literal["carrier_id", "lane"]
 """A column on-time rates can be broken down by."""
 
-# The gates' stale_feed_after / stale_node_after defaults (docs/data-quality.md,
-# "Parameters"); the dashboard does not import the quality package.
+# The gates' stale_feed_after, stale_feed_after_by_feed and stale_node_after defaults
+# (docs/data-quality.md, "Parameters"); the dashboard does not import the quality package.
 STALE_FEED_HOURS = 24.0
 """A feed whose last event is this many hours behind the watermark is stale."""
+
+STALE_ORDERS_FEED_HOURS = 72.0
+"""The ``orders`` feed's own limit: no orders arrive over a weekend."""
 
 STALE_NODE_HOURS = 8.0
 """A node (warehouse) whose last event is this many hours behind the watermark is stale."""
@@ -854,16 +857,23 @@ def open_alerts(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pl.DataFram
 def feed_freshness(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Hours behind the watermark per feed, source and node, stalest first.
 
-    A row with a node is stale beyond :data:`STALE_NODE_HOURS`, one without beyond
+    A row with a node is stale beyond :data:`STALE_NODE_HOURS`, a row of the ``orders``
+    feed beyond :data:`STALE_ORDERS_FEED_HOURS`, any other beyond
     :data:`STALE_FEED_HOURS`. Columns: ``feed``, ``source``, ``node_id``, ``events``,
     ``last_event_time``, ``hours_behind_watermark``, ``stale_after_hours``, ``stale``.
     """
     sql = """
         SELECT feed, source, node_id, CAST(events AS BIGINT) AS events, last_event_time,
                hours_behind_watermark,
-               CASE WHEN node_id IS NULL THEN $feed_hours ELSE $node_hours END
-                   AS stale_after_hours,
+               CASE WHEN node_id IS NOT NULL THEN $node_hours
+                    WHEN feed = 'orders' THEN $orders_hours
+                    ELSE $feed_hours END AS stale_after_hours,
                coalesce(hours_behind_watermark > stale_after_hours, false) AS stale
         FROM feed_freshness
         ORDER BY hours_behind_watermark DESC NULLS LAST, feed, source, node_id"""
-    return _frame(con, sql, {"feed_hours": STALE_FEED_HOURS, "node_hours": STALE_NODE_HOURS})
+    limits: dict[str, object] = {
+        "feed_hours": STALE_FEED_HOURS,
+        "orders_hours": STALE_ORDERS_FEED_HOURS,
+        "node_hours": STALE_NODE_HOURS,
+    }
+    return _frame(con, sql, limits)

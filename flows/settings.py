@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocflow.connectors.kafka_config import KafkaConnection
@@ -146,7 +146,14 @@ class Settings(BaseSettings):
     dq_stale_feed_after_s: float = Field(
         default=86_400.0,
         gt=0,
-        description="Data-quality gate: seconds without an event before a feed is stale.",
+        description="Data-quality gate: seconds without an event before a feed is stale "
+        "(feeds not in dq_stale_feed_after_by_feed_s).",
+    )
+    dq_stale_feed_after_by_feed_s: dict[str, float] = Field(
+        default_factory=lambda: {"orders": 259_200.0},
+        description="Data-quality gate: seconds of silence allowed per feed, as a JSON object "
+        "over orders, reservations, shipments, carrier-events (orders: 72 h, no orders over a "
+        "weekend).",
     )
     dq_stale_node_after_s: float = Field(
         default=28_800.0,
@@ -234,6 +241,17 @@ class Settings(BaseSettings):
         description="Route tracking: shipments whose lane is remembered for their scans.",
     )
 
+    @field_validator("dq_stale_feed_after_by_feed_s")
+    @classmethod
+    def _stale_feeds_are_known(cls, value: dict[str, float]) -> dict[str, float]:
+        feeds = {topic.value for topic in InputTopic}
+        for feed, seconds in value.items():
+            if feed not in feeds:
+                raise ValueError(f"unknown feed {feed!r}; feeds are {', '.join(sorted(feeds))}")
+            if seconds <= 0:
+                raise ValueError(f"the seconds allowed on {feed!r} must be positive")
+        return value
+
     @model_validator(mode="after")
     def _security_is_complete(self) -> "Settings":
         uses_sasl = self.security_protocol.startswith("SASL")
@@ -256,6 +274,10 @@ class Settings(BaseSettings):
             allowed_lateness=timedelta(seconds=self.dq_allowed_lateness_s),
             orphan_grace=timedelta(seconds=self.dq_orphan_grace_s),
             stale_feed_after=timedelta(seconds=self.dq_stale_feed_after_s),
+            stale_feed_after_by_feed={
+                feed: timedelta(seconds=seconds)
+                for feed, seconds in self.dq_stale_feed_after_by_feed_s.items()
+            },
             stale_node_after=timedelta(seconds=self.dq_stale_node_after_s),
         )
 

@@ -10,10 +10,9 @@ matches the alerts against the faults the simulator listed in ``manifest.json``:
 * ``duplicate``, ``late``, ``orphan_shipment``, ``orphan_scan`` and ``negative_stock``
   are detected by an alert of the matching check carrying the fault's ``event_id``.
 
-Alerts explained by no fault are false alerts, except stale-source alerts about a
-feed or node that was never heard from again: the replay simply ended (a simulation
-stops placing orders long before its last delivery), which a file cannot tell apart
-from a silent feed. Those are listed separately as ``end_of_replay``.
+Every alert explained by no fault is a false alert. (A fault-free simulation keeps
+every feed alive until its end: the ERP still places and releases credit holds while
+the last orders are delivered, so no feed goes silent.)
 """
 
 from collections import Counter
@@ -44,7 +43,6 @@ CHECK_OF_FAULT: dict[str, DqCheck] = {
 """The gate check expected to detect each other fault kind."""
 
 _BATCH = 5000
-_STALE_KEYS = ("feed", "node_id")
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,6 @@ class Accounting:
         detections: Per fault kind, injected and detected counts.
         missed: Injected faults no check detected.
         false_alerts: Alerts explained by no injected fault.
-        end_of_replay: Stale-source alerts about a source never heard from again.
     """
 
     inputs: int
@@ -98,7 +95,6 @@ class Accounting:
     detections: dict[str, Detection]
     missed: tuple[InjectedFault, ...]
     false_alerts: tuple[DqAlert, ...]
-    end_of_replay: tuple[DqAlert, ...]
 
     @property
     def balanced(self) -> bool:
@@ -112,8 +108,7 @@ class _Replay:
 
     inputs: int = 0
     dead_lettered: set[tuple[str, int]] = field(default_factory=set)
-    alerts: list[tuple[int, DqAlert]] = field(default_factory=list)
-    last_heard: dict[str, int] = field(default_factory=dict)
+    alerts: list[DqAlert] = field(default_factory=list)
 
 
 def account(directory: Path, settings: GateSettings | None = None) -> Accounting:
@@ -130,27 +125,20 @@ def account(directory: Path, settings: GateSettings | None = None) -> Accounting
     gate = QualityGate(settings)
     replay = _replay(directory, gate)
     faults = read_faults(directory / "manifest.json")
-    raised = {(alert.check, alert.event_id) for _, alert in replay.alerts}
+    raised = {(alert.check, alert.event_id) for alert in replay.alerts}
     missed = tuple(fault for fault in faults if not _detected(fault, replay, raised))
     explained = {(CHECK_OF_FAULT[f.kind], f.event_id) for f in faults if f.kind in CHECK_OF_FAULT}
-    unexplained = [
-        (position, alert)
-        for position, alert in replay.alerts
-        if (alert.check, alert.event_id) not in explained
-    ]
-    ended = [
-        alert for position, alert in unexplained if _never_heard_again(alert, position, replay)
-    ]
     return Accounting(
         inputs=replay.inputs,
         valid=gate.passed,
         dead_lettered=len(replay.dead_lettered),
         deduplicated=gate.deduplicated,
-        alerts=tuple(alert for _, alert in replay.alerts),
+        alerts=tuple(replay.alerts),
         detections=_detections(faults, missed),
         missed=missed,
-        false_alerts=tuple(alert for _, alert in unexplained if alert not in ended),
-        end_of_replay=tuple(ended),
+        false_alerts=tuple(
+            alert for alert in replay.alerts if (alert.check, alert.event_id) not in explained
+        ),
     )
 
 
@@ -201,13 +189,8 @@ def _replay(directory: Path, gate: QualityGate) -> _Replay:
             replay.dead_lettered.add((message.topic, message.offset or 0))
             continue
         result = gate.admit(message.topic, event, message.value)
-        replay.alerts += [(replay.inputs, alert) for alert in result.alerts]
-        if result.passed:
-            replay.last_heard[message.topic] = replay.inputs
-            node_id = getattr(event, "node_id", None)
-            if node_id is not None:
-                replay.last_heard[node_id] = replay.inputs
-    replay.alerts += [(replay.inputs, alert) for alert in gate.finish()]
+        replay.alerts += result.alerts
+    replay.alerts += gate.finish()
     return replay
 
 
@@ -217,13 +200,6 @@ def _detected(
     if fault.kind in DEAD_LETTER_FAULTS:
         return (fault.topic, fault.index) in replay.dead_lettered
     return (CHECK_OF_FAULT[fault.kind], fault.event_id) in raised
-
-
-def _never_heard_again(alert: DqAlert, position: int, replay: _Replay) -> bool:
-    if alert.check is not DqCheck.STALE_FEED:
-        return False
-    source = next(alert.entity[key] for key in _STALE_KEYS if key in alert.entity)
-    return replay.last_heard.get(source, 0) <= position
 
 
 def _detections(

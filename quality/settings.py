@@ -2,7 +2,13 @@
 
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from allocflow.models.topics import InputTopic
+
+WEEKEND_SILENCE = timedelta(hours=72)
+"""Default silence allowed on the ``orders`` feed: B2B customers do not order over a
+weekend (Friday 17:00 to Monday 08:00 is 63 h), and an ERP has nothing to send then."""
 
 
 class GateSettings(BaseModel):
@@ -39,7 +45,13 @@ class GateSettings(BaseModel):
     stale_feed_after: timedelta = Field(
         default=timedelta(hours=24),
         gt=timedelta(0),
-        description="A feed with no event for this long, while others advance, is stale.",
+        description="A feed with no event for this long, while others advance, is stale "
+        "(feeds not in stale_feed_after_by_feed).",
+    )
+    stale_feed_after_by_feed: dict[str, timedelta] = Field(
+        default_factory=lambda: {InputTopic.ORDERS.value: WEEKEND_SILENCE},
+        description="Silence allowed per feed (logical input topic), overriding "
+        "stale_feed_after: order feeds are quiet over weekends, carrier feeds never.",
     )
     stale_node_after: timedelta = Field(
         default=timedelta(hours=8),
@@ -59,3 +71,23 @@ class GateSettings(BaseModel):
         le=1999,
         description="Characters of the raw message kept in an alert's sample.",
     )
+
+    @field_validator("stale_feed_after_by_feed")
+    @classmethod
+    def _known_feeds_positive_silences(cls, value: dict[str, timedelta]) -> dict[str, timedelta]:
+        feeds = {topic.value for topic in InputTopic}
+        for feed, silence in value.items():
+            if feed not in feeds:
+                raise ValueError(f"unknown feed {feed!r}; feeds are {', '.join(sorted(feeds))}")
+            if silence <= timedelta(0):
+                raise ValueError(f"the silence allowed on {feed!r} must be positive")
+        return value
+
+    def stale_after(self, feed: str) -> timedelta:
+        """Return the silence after which ``feed`` is stale.
+
+        Example:
+            >>> GateSettings().stale_after("orders"), GateSettings().stale_after("shipments")
+            (datetime.timedelta(days=3), datetime.timedelta(days=1))
+        """
+        return self.stale_feed_after_by_feed.get(feed, self.stale_feed_after)

@@ -1,10 +1,13 @@
 """Stale sources: a feed, or a warehouse (node), silent for too long in event time.
 
 A source is stale when the gates' watermark (the latest event time over all feeds)
-is more than its threshold past the last event from it. It is reported once, and
+is more than its threshold past the last event from it. Each feed has its own
+threshold (an order feed is quiet over a weekend, a carrier feed never is); nodes
+share one. It is reported once, and
 can be reported again after an event from it arrives.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,9 +30,10 @@ class _LastSeen:
 class StaleSourceCheck:
     """Remembers when each feed and node was last heard from."""
 
-    def __init__(self, feed_after: timedelta, node_after: timedelta) -> None:
-        """Report feeds silent for ``feed_after`` and nodes silent for ``node_after``."""
-        self._after = {_FEED: feed_after, _NODE: node_after}
+    def __init__(self, feed_after: Callable[[str], timedelta], node_after: timedelta) -> None:
+        """Report a feed silent for ``feed_after(feed)`` and a node silent for ``node_after``."""
+        self._feed_after = feed_after
+        self._node_after = node_after
         self._last: dict[tuple[str, str], _LastSeen] = {}
 
     def observe(self, feed: str, event: EventEnvelope) -> None:
@@ -44,7 +48,7 @@ class StaleSourceCheck:
         findings: list[Finding] = []
         for (kind, name), last in self._last.items():
             silence = watermark - last.at
-            if not last.reported and silence > self._after[kind]:
+            if not last.reported and silence > self._threshold(kind, name):
                 last.reported = True
                 findings.append(self._finding(kind, name, last, silence))
         return findings
@@ -54,6 +58,9 @@ class StaleSourceCheck:
         if last is None or at > last.at:
             self._last[kind, name] = _LastSeen(at, feed)
 
+    def _threshold(self, kind: str, name: str) -> timedelta:
+        return self._feed_after(name) if kind == _FEED else self._node_after
+
     def _finding(self, kind: str, name: str, last: _LastSeen, silence: timedelta) -> Finding:
         what = f"feed {name}" if kind == _FEED else f"node {name} (last named on {last.feed})"
         return Finding(
@@ -62,6 +69,6 @@ class StaleSourceCheck:
             severity=Severity.CRITICAL if kind == _FEED else Severity.WARNING,
             feed=last.feed,
             detail=f"no event from {what} since {last.at.isoformat()}: silent for {silence}, "
-            f"threshold {self._after[kind]}",
+            f"threshold {self._threshold(kind, name)}",
             entity={kind: name, "last_event_time": last.at.isoformat()},
         )

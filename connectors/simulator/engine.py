@@ -778,8 +778,15 @@ class Simulation:
     # -- credit -----------------------------------------------------------------
 
     def _place_credit_hold(self) -> None:
+        """Finance reviews credit whether or not orders still arrive.
+
+        Holds go on while the stream drains, so the ERP's ``orders`` feed is not
+        silent for days after the last order (that would be a stale feed). A hold
+        placed then does not keep the simulation running: it may still be open at the
+        end of the stream.
+        """
         customer = self._rng.choice(self.world.customers)
-        if not self._arrivals_open or customer.customer_id in self._holds:
+        if customer.customer_id in self._holds:
             return
         hold_id = f"HOLD-{self._next_id('hold'):05d}"
         self._holds[customer.customer_id] = hold_id
@@ -790,7 +797,8 @@ class Simulation:
             hold_id=hold_id,
             reason="credit limit exceeded",
         )
-        self._after(1, 8, partial(self._release_credit_hold, customer.customer_id))
+        release = partial(self._release_credit_hold, customer.customer_id)
+        self._after(1, 8, release, background=not self._arrivals_open)
 
     def _release_credit_hold(self, customer_id: str) -> None:
         hold_id = self._holds.pop(customer_id)

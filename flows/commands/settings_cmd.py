@@ -52,5 +52,5 @@ def settings_reference() -> str:
 
 def _default(info: FieldInfo) -> str:
     if info.default_factory is not None:
-        return "`{}`"
+        return f"`{json.dumps(info.get_default(call_default_factory=True))}`"
     return "unset" if info.default is None else f"`{info.default}`"

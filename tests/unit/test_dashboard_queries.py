@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from allocflow.dashboards import data, queries
@@ -690,13 +691,21 @@ def test_feed_freshness_flags_stale_feeds_and_nodes(con: duckdb.DuckDBPyConnecti
     assert freshness.height == _one(con, "SELECT count(*) FROM feed_freshness") > 10
     assert freshness["hours_behind_watermark"].is_sorted(descending=True)
     for row in freshness.iter_rows(named=True):
-        limit = queries.STALE_FEED_HOURS if row["node_id"] is None else queries.STALE_NODE_HOURS
+        limit = _stale_after_hours(row["feed"], row["node_id"])
         assert row["stale_after_hours"] == limit
         assert row["stale"] == (row["hours_behind_watermark"] > limit)
-    assert queries.STALE_NODE_HOURS < queries.STALE_FEED_HOURS
-    orders = freshness.filter(feed="orders")
-    assert orders["stale"].all()  # orders were all placed days before the watermark
+    assert queries.STALE_NODE_HOURS < queries.STALE_FEED_HOURS < queries.STALE_ORDERS_FEED_HOURS
+    orders = freshness.filter(pl.col("feed") == "orders", pl.col("node_id").is_null())
+    # The OMS placed its last order 132 h before the watermark; the ERP still places and
+    # releases credit holds.
+    assert dict(orders.select("source", "stale").iter_rows()) == {"oms": True, "erp": False}
     assert not freshness.filter(feed="carrier-events")["stale"].any()
+
+
+def _stale_after_hours(feed: str, node_id: str | None) -> float:
+    if node_id is not None:
+        return queries.STALE_NODE_HOURS
+    return queries.STALE_ORDERS_FEED_HOURS if feed == "orders" else queries.STALE_FEED_HOURS
 
 
 # --- dead-letter browser --------------------------------------------------------------

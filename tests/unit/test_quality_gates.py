@@ -352,7 +352,11 @@ def test_carrier_scan_for_unknown_shipment_is_an_orphan_at_end_of_input() -> Non
 
 
 def test_silent_feed_is_stale_once_until_it_resumes() -> None:
-    settings = GateSettings(stale_feed_after=timedelta(hours=2), stale_node_after=timedelta(days=9))
+    settings = GateSettings(
+        stale_feed_after=timedelta(hours=2),
+        stale_feed_after_by_feed={},
+        stale_node_after=timedelta(days=9),
+    )
     gate = QualityGate(settings)
     admit(gate, ORDERS, order("e-o", 0, "SO-1"))
     assert admit(gate, RES, snapshot("e-1", 120)).alerts == ()
@@ -371,6 +375,42 @@ def test_silent_feed_is_stale_once_until_it_resumes() -> None:
     assert admit(gate, RES, snapshot("e-3", 200)).alerts == ()  # reported once
     admit(gate, ORDERS, order("e-o2", 201, "SO-2"))
     assert checks(admit(gate, RES, snapshot("e-4", 322)).alerts) == ["stale_feed"]
+
+
+def test_each_feed_has_its_own_silence() -> None:
+    settings = GateSettings(
+        stale_feed_after=timedelta(hours=2),
+        stale_feed_after_by_feed={ORDERS: timedelta(hours=72)},
+        stale_node_after=timedelta(days=9),
+    )
+    gate = QualityGate(settings)
+    admit(gate, ORDERS, order("e-o", 0, "SO-1"))
+    admit(gate, SHIP, shipment("e-s", 1, "SO-1", "SH-1"))
+    (alert,) = admit(gate, RES, snapshot("e-1", 122)).alerts
+    assert alert.entity["feed"] == SHIP
+    assert admit(gate, RES, snapshot("e-2", 72 * 60)).alerts == ()
+    (alert,) = admit(gate, RES, snapshot("e-3", 72 * 60 + 1)).alerts
+    assert alert.entity["feed"] == ORDERS
+    assert alert.detail.endswith("threshold 3 days, 0:00:00")
+
+
+def test_default_silences_let_orders_rest_over_a_weekend() -> None:
+    settings = GateSettings()
+    assert settings.stale_after(ORDERS) == timedelta(hours=72)
+    assert settings.stale_after(SHIP) == settings.stale_feed_after == timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("by_feed", "reason"),
+    [
+        ({"order": timedelta(hours=1)}, "unknown feed 'order'"),
+        ({ORDERS: timedelta(0)}, "must be positive"),
+    ],
+)
+def test_bad_feed_silences_are_rejected(by_feed: dict[str, timedelta], reason: str) -> None:
+    with pytest.raises(ValidationError, match=reason) as error:
+        GateSettings(stale_feed_after_by_feed=by_feed)
+    assert "stale_feed_after_by_feed" in str(error.value)
 
 
 def test_silent_node_is_stale() -> None:

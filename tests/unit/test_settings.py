@@ -94,6 +94,30 @@ def test_a_bad_gate_setting_names_its_field(monkeypatch: pytest.MonkeyPatch) -> 
         Settings()
 
 
+def test_feed_silences_come_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().gate_settings().stale_after("orders") == timedelta(hours=72)
+    monkeypatch.setenv(
+        "ALLOCFLOW_DQ_STALE_FEED_AFTER_BY_FEED_S", '{"orders": 14400, "carrier-events": 7200}'
+    )
+    gate = Settings().gate_settings()
+    assert gate.stale_after("orders") == timedelta(hours=4)
+    assert gate.stale_after("carrier-events") == timedelta(hours=2)
+    assert gate.stale_after("shipments") == timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [('{"order": 5}', "unknown feed 'order'"), ('{"orders": -1}', "must be positive")],
+)
+def test_a_bad_feed_silence_names_its_field(
+    monkeypatch: pytest.MonkeyPatch, value: str, reason: str
+) -> None:
+    monkeypatch.setenv("ALLOCFLOW_DQ_STALE_FEED_AFTER_BY_FEED_S", value)
+    with pytest.raises(ValidationError, match=reason) as error:
+        Settings()
+    assert "dq_stale_feed_after_by_feed_s" in str(error.value)
+
+
 def test_tracking_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALLOCFLOW_ROUTE_STALL_AFTER_S", "7200")
     monkeypatch.setenv("ALLOCFLOW_ROUTE_PREDICTION_QUANTILE", "0.8")

@@ -343,7 +343,11 @@ def test_credit_holds_are_released_and_gate_shipping(
         e["event_type"] == "credit.hold_placed" for e in _events(baseline[0], InputTopic.ORDERS)
     )
     assert len(holds) > 5 * max(1, baseline_holds)
-    assert {h["hold_id"] for h in holds} == released
+    last_order = max(_time(e["event_time"]) for e in orders if e["event_type"] == "order.placed")
+    still_open = {h["hold_id"]: _time(h["event_time"]) for h in holds} | dict.fromkeys(released)
+    assert released <= {h["hold_id"] for h in holds}
+    # Only a hold placed while the last orders drain may still be open when the stream ends.
+    assert all(at is None or at > last_order for at in still_open.values())
     windows: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
     opened = {}
     for event in orders:
