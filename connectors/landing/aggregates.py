@@ -22,10 +22,13 @@ MACROS = (
     "CASE WHEN x < 1 THEN -1 ELSE CAST(floor(16 * log2(x)) AS INTEGER) END",
     "CREATE OR REPLACE MACRO bucket_upper(b) AS "
     "CASE WHEN b < 0 THEN 1.0 ELSE pow(2, (b + 1) / 16.0) END",
-    "CREATE OR REPLACE MACRO seconds_between(a, b) AS date_diff('millisecond', a, b) / 1000.0",
+    "CREATE OR REPLACE MACRO seconds_between(a, b) AS "
+    "CAST(date_diff('millisecond', a, b) AS DECIMAL(18, 0)) * 0.001",
 )
 """Histogram buckets: 16 per doubling (each ≤ 4.5 % wide) and one for values under 1; a
-bucket reads as its upper bound."""
+bucket reads as its upper bound. Durations are exact decimals of seconds (millisecond
+precision), so sums maintained by adding and subtracting contributions stay equal to a
+recomputation (floating-point sums depend on their order)."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,8 @@ def _key_type(name: str) -> str:
 
 
 def measure_type(name: str) -> str:
-    """SQL type of a measure column: seconds are DOUBLE, counts BIGINT."""
-    return "DOUBLE" if name.endswith("_seconds") else "BIGINT"
+    """SQL type of a measure column: seconds are exact decimals, counts BIGINT."""
+    return "DECIMAL(38, 3)" if name.endswith("_seconds") else "BIGINT"
 
 
 _ORDER_DIMS = {

@@ -8,7 +8,7 @@ aggregates and views are in :mod:`allocflow.connectors.landing.aggregates` and
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped when a table changes; a file of another version is refused, not migrated."""
 
 FACT_TABLES: dict[str, str] = {
