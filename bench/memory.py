@@ -31,17 +31,32 @@ The measurement
     with an index of line offsets taken while the input was written (one offset per
     1,000 lines; a file the flow has closed again counts as read to its end). The
     flow's reader runs at most one batch and one read buffer ahead of the steps, so
-    messages read is messages processed to within a few thousand. The peak is the
-    larger of the highest sample and ``ru_maxrss`` from ``wait4``.
+    messages read is messages processed to within a few thousand. Two peaks are
+    reported: the highest sample, and ``ru_maxrss`` from ``wait4``, which also covers
+    what happens after the input (the end-of-input epoch, the accounting) or after an
+    interrupt.
 
     Reported: RSS at 10, 25, 50, 75 and 100 % of the input (the first sample at or
-    past each share; 100 % is the last sample before the flow exits), the peak, the
-    least-squares slope of RSS against messages read in each half of the run (MiB
-    per million messages: flat means a second-half slope near 0) and RSS at the end
-    of each copy. If the whole run does not fit in ``--budget`` (30 min, stream
-    preparation included) the flow is stopped there and the numbers cover the
-    messages it read; anything said about 10M is then an extrapolation of the
-    second-half slope, labelled as such.
+    past each share; 100 % is the last sample before the flow exits, if it read
+    everything), the peaks, the least-squares slope of RSS against messages read in
+    each half of what was read (MiB per million messages: flat means a second-half
+    slope near 0) and RSS at the end of each copy. If the whole run does not fit in
+    ``--budget`` (30 min, stream preparation included) the flow is interrupted
+    (SIGINT) there, sampling stops (the interrupted flow closes its files, which would
+    read as input finished) and the numbers cover the messages it read; RSS at the
+    full input is then extrapolated from the second-half slope, labelled as such.
+
+The attribution (``--attribute``)
+    Which state grows: the flow runs twice with a recovery store, over 1 and over 3
+    copies of the ``--quick`` base stream (3,000 orders), and the state of each
+    stateful step is read back from the store's newest snapshots: keys, pickled
+    bytes, and the Python heap of the unpickled states (``tracemalloc``), also split
+    by attribute (``quality_gate._orphans._known``, ``allocate.seen``…) with the items
+    of each container. The difference between the two runs per million messages
+    says what grows; bytes per item times a documented window's capacity says where
+    a bounded part stops. Heap bytes of unpickled copies are an estimate of what the
+    live flow holds (strings shared in the flow are counted per copy; Bytewax's own
+    per-key bookkeeping is not counted).
 
 Usage::
 
@@ -72,6 +87,7 @@ import tracemalloc
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -623,8 +639,10 @@ def step_states(partition: Path) -> dict[str, dict[str, Any]]:
 def state_parts(states: list[Any]) -> dict[str, dict[str, int]]:
     """Return heap bytes and items of each attribute of the states, summed over keys.
 
-    Attributes that are objects with attributes of their own are split one level
-    further (``_orphans._known``); containers count their items (``len``).
+    Attributes that are objects with attributes of their own are split further, up to
+    ``ATTRIBUTE_DEPTH`` levels (``_orphans._known``); containers, including classes
+    with a length such as the gate's ``RecentMap``, are not split but count their
+    items (``len``).
     """
     parts: dict[str, dict[str, int]] = {}
     for state in states:
@@ -643,7 +661,7 @@ def _items(value: Any) -> int:
 
 def _leaves(value: Any, path: str, depth: int) -> list[tuple[str, Any]]:
     fields = getattr(value, "__dict__", None)
-    if depth == 0 or not fields:
+    if depth == 0 or not fields or isinstance(value, Sized | Enum):
         return [(path or type(value).__name__, value)]
     return [
         leaf
@@ -688,7 +706,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         table(["share of input", "messages read", "s", "RSS MiB"], rows),
         "",
-        f"- peak RSS: {summary['peak_rss_mib_sampled']:,.0f} MiB sampled while reading, "
+        f"- peak RSS: {summary['peak_rss_mib_sampled']:,.0f} MiB highest sample, "
         f"{summary['peak_rss_mib_wait4']:,.0f} MiB by wait4 (up to exit)",
         f"- slope, first half: {_slope(summary['slope_first_half_mib_per_million'])}",
         f"- slope, second half: {_slope(summary['slope_second_half_mib_per_million'])}",
