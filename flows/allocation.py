@@ -8,7 +8,8 @@
                                                 └─► passed events ─► route ─► (shard, command)
     (shard, command) ─► allocate (stateful, keyed by SKU shard) ─┬─► exceptions
                                                                  └─► decisions
-    decisions ─► roll up (stateful, keyed by order) ─► order status
+    decisions ─► remember orders (stateful, 64 order buckets) ─► roll up (stateful, keyed
+                 by order) ─► order status; an order silent for ``order_retention`` is dropped
     passed events ─► route tracking (:mod:`allocflow.flows.route_tracking`) ─┬─► route alerts
                                                                             └─► exceptions
 
@@ -29,6 +30,7 @@ live once every active partition has moved past an event).
 import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple, TypeGuard, cast
@@ -44,6 +46,12 @@ from allocflow.connectors.stream_sinks import CheckedKafkaSink, write_json_lines
 from allocflow.connectors.stream_sources import MergedFileSource, RawMessage
 from allocflow.flows.route_tracking import track_routes
 from allocflow.flows.rules.commands import Command
+from allocflow.flows.rules.order_memory import (
+    DEFAULT_ORDER_RETENTION,
+    ForgetOrder,
+    OrderMemory,
+    order_bucket,
+)
 from allocflow.flows.rules.reference import DEFAULT_SHARDS
 from allocflow.flows.rules.rollup import OrderRollup
 from allocflow.flows.rules.routing import route
@@ -132,6 +140,8 @@ class AllocationFlowConfig:
         endpoints: Where to read and write.
         gate: Parameters of the data-quality gate.
         tracking: Parameters of route-delay detection.
+        order_retention: How long the roll-up remembers an order after its last
+            decision (event time).
     """
 
     policy: Policy
@@ -139,6 +149,7 @@ class AllocationFlowConfig:
     shards: int = DEFAULT_SHARDS
     gate: GateSettings = field(default_factory=GateSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    order_retention: timedelta = DEFAULT_ORDER_RETENTION
 
 
 def build_allocation_flow(config: AllocationFlowConfig) -> Dataflow:
@@ -151,7 +162,11 @@ def build_allocation_flow(config: AllocationFlowConfig) -> Dataflow:
     commands = op.flat_map_batch("route", events, _Router(config.policy, config.shards))
     outputs = stateful_flat_map("allocate", commands, _Allocator(config.policy))
     decisions = op.filter_map("decisions", outputs, _decision_or_none)
-    by_order = op.key_on("key_by_order", decisions, _order_id)
+    by_bucket = op.key_on("key_by_order_bucket", decisions, _order_bucket_of)
+    remembered = stateful_flat_map(
+        "remember_orders", by_bucket, _OrderForgetter(config.order_retention)
+    )
+    by_order = op.key_on("key_by_order", op.key_rm("unkey_remembered", remembered), _order_id)
     statuses = stateful_flat_map("roll_up", by_order, _roll_up)
     routes = op.branch("route_alerts_apart", track_routes(events, config.tracking), _is_route_alert)
     records: dict[OutputTopic, Stream[OutputRecord]] = {
@@ -204,6 +219,7 @@ def get_kafka_flow(policy_path: str | None = None, tail: bool = True) -> Dataflo
             endpoints,
             gate=settings.gate_settings(),
             tracking=settings.tracking_settings(),
+            order_retention=settings.order_retention(),
         )
     )
 
@@ -328,12 +344,31 @@ class _Allocator:
         return shard, shard.apply(command)
 
 
+@dataclass(frozen=True)
+class _OrderForgetter:
+    """Passes each decision on, followed by the orders of its bucket that fell silent."""
+
+    retention: timedelta
+
+    def __call__(
+        self, state: OrderMemory | None, decision: AllocationDecision
+    ) -> tuple[OrderMemory, list[AllocationDecision | ForgetOrder]]:
+        memory = state if state is not None else OrderMemory(self.retention)
+        silent = memory.touch(decision.order_id, decision.decided_at)
+        return memory, [decision, *(ForgetOrder(order_id) for order_id in silent)]
+
+
 def _roll_up(
-    state: OrderRollup | None, decision: AllocationDecision
-) -> tuple[OrderRollup, list[OrderStatus]]:
-    """Keep every order's rollup: a cancelled order's other lines may still report."""
+    state: OrderRollup | None, item: AllocationDecision | ForgetOrder
+) -> tuple[OrderRollup | None, list[OrderStatus]]:
+    """Keep an order's rollup until its bucket forgets it.
+
+    Until then a cancelled order's other lines may still report.
+    """
+    if isinstance(item, ForgetOrder):
+        return None, []
     rollup = state if state is not None else OrderRollup()
-    status = rollup.apply(decision)
+    status = rollup.apply(item)
     return rollup, ([] if status is None else [status])
 
 
@@ -362,8 +397,12 @@ def _decision_or_none(item: tuple[str, ShardOutput]) -> AllocationDecision | Non
     return output if isinstance(output, AllocationDecision) else None
 
 
-def _order_id(decision: AllocationDecision) -> str:
-    return decision.order_id
+def _order_id(item: AllocationDecision | ForgetOrder) -> str:
+    return item.order_id
+
+
+def _order_bucket_of(decision: AllocationDecision) -> str:
+    return order_bucket(decision.order_id)
 
 
 def _to_json(record: OutputRecord) -> bytes:

@@ -240,6 +240,16 @@ class Settings(BaseSettings):
         le=100_000_000,
         description="Route tracking: shipments whose lane is remembered for their scans.",
     )
+    order_retention_s: float = Field(
+        default=2_592_000.0,
+        gt=0,
+        description="Order roll-up: seconds (event time) an order is remembered after its "
+        "last decision; bounds the roll-up's memory (default 30 days).",
+    )
+
+    def order_retention(self) -> timedelta:
+        """Return how long the roll-up remembers an order after its last decision."""
+        return timedelta(seconds=self.order_retention_s)
 
     @field_validator("dq_stale_feed_after_by_feed_s")
     @classmethod

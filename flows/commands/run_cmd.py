@@ -90,6 +90,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             _shards(args.shards),
             settings.gate_settings(),
             settings.tracking_settings(),
+            settings.order_retention(),
         )
         recovery = recovery_for(args.recovery_dir, settings)
     except (PolicyError, ValueError) as error:

@@ -3,6 +3,7 @@
 import json
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,23 @@ def test_two_processes_match_the_rules(
 ) -> None:
     run_in_two_processes(stream, tmp_path)
     _assert_same(_read_outputs(tmp_path), reference)
+
+
+def test_orders_silent_past_the_retention_are_forgotten_by_the_rollup(
+    stream: Path, reference: Outputs, tmp_path: Path
+) -> None:
+    config = AllocationFlowConfig(
+        default_policy(), FileEndpoints(stream, tmp_path), order_retention=timedelta(minutes=1)
+    )
+    run_main(build_allocation_flow(config))
+    outputs = _read_outputs(tmp_path)
+
+    assert outputs["decisions"] == reference["decisions"]
+    assert outputs["exceptions"] == reference["exceptions"]
+    assert outputs["statuses"].keys() == reference["statuses"].keys()
+    restarted = [
+        order
+        for order, status in outputs["statuses"].items()
+        if status["lines"] < reference["statuses"][order]["lines"]
+    ]
+    assert restarted, "no order came back after being forgotten"
