@@ -131,6 +131,13 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="Data-quality gate: event ids remembered per feed to drop duplicates.",
     )
+    dq_entity_memory: int = Field(
+        default=1_000_000,
+        ge=1,
+        le=100_000_000,
+        description="Data-quality gate: orders and shipments remembered (each; least recently "
+        "seen forgotten first) to recognise orphans and dispatch times.",
+    )
     dq_allowed_lateness_s: float = Field(
         default=0.0,
         ge=0,
@@ -281,6 +288,7 @@ class Settings(BaseSettings):
         """Return the data-quality gates' parameters."""
         return GateSettings(
             dedupe_window=self.dq_dedupe_window,
+            entity_memory=self.dq_entity_memory,
             allowed_lateness=timedelta(seconds=self.dq_allowed_lateness_s),
             orphan_grace=timedelta(seconds=self.dq_orphan_grace_s),
             stale_feed_after=timedelta(seconds=self.dq_stale_feed_after_s),

@@ -150,3 +150,23 @@ def test_secrets_in_kafka_extra_are_masked(
         "linger.ms": "5",
     }
     assert "hunter2-secret" not in repr(Settings())
+
+
+def test_the_gate_entity_memory_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().gate_settings().entity_memory == 1_000_000
+    monkeypatch.setenv("ALLOCFLOW_DQ_ENTITY_MEMORY", "250000")
+    assert Settings().gate_settings().entity_memory == 250_000
+    monkeypatch.setenv("ALLOCFLOW_DQ_ENTITY_MEMORY", "0")
+    with pytest.raises(ValidationError, match="dq_entity_memory"):
+        Settings()
+
+
+def test_the_order_retention_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().order_retention() == timedelta(days=30)
+    monkeypatch.setenv("ALLOCFLOW_ORDER_RETENTION_S", "86400")
+    assert Settings().order_retention() == timedelta(days=1)
+    monkeypatch.setenv("ALLOCFLOW_ORDER_RETENTION_S", "0")
+    with pytest.raises(ValidationError, match="order_retention_s"):
+        Settings()
