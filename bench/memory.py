@@ -65,6 +65,10 @@ Usage::
     .venv/bin/python bench/memory.py --show          # the saved results (summary recomputed)
     .venv/bin/python bench/memory.py --attribute     # add the state per step (below)
 
+``ALLOCFLOW_*`` variables in the environment reach the flow (e.g. smaller state
+windows: ``ALLOCFLOW_DQ_ENTITY_MEMORY``, ``ALLOCFLOW_ROUTE_SHIPMENT_MEMORY``,
+``ALLOCFLOW_ORDER_RETENTION_S``) and are recorded under ``parameters.settings``.
+
 Results go to ``bench/results/memory.json`` (``--quick``: printed only, unless
 ``--output`` names a file). Run the full measurement under
 ``flock /tmp/allocflow-bench.lock`` so no other heavy benchmark shares the machine.
@@ -506,6 +510,9 @@ def benchmark(args: argparse.Namespace, code: dict[str, Any], work: Path) -> dic
             "base_orders": args.base_orders,
             "budget_s": args.budget,
             "interval_s": args.interval,
+            "settings": {
+                name: value for name, value in os.environ.items() if name.startswith("ALLOCFLOW_")
+            },
         },
         "stream": {
             "base_simulate_command": " ".join(simulate_command(args.base_orders, base_dir)),
