@@ -35,9 +35,11 @@ three timed phases:
   version, earliest times and first non-null values per shipment, summed short
   units, exception open and close records merged, and the order's summaries over its
   lines, shipments and exceptions (``connectors/landing/merges.py``). Only the
-  columns the aggregates read are built (``columns_read``), the cheapest honest job;
-  ``latency_ms`` stays null because files carry no broker timestamps, as in the
-  landed file.
+  columns the aggregates read are built (``columns_read``), and only orders that were
+  placed (every order aggregate needs ``placed_at``; the lander also keeps rows for
+  orders it only saw statuses or shipments of), the cheapest honest job; ``latency_ms``
+  stays null because files carry no broker timestamps, as in the landed file. The SQL
+  is straightforward, not tuned.
 * *KPIs*: every aggregate of ``AGGREGATES`` created from scratch with the package's
   own :func:`recompute_sql`, every view of ``KPI_VIEWS`` created over them, and each
   view read whole once (``SELECT *``, fetched as Arrow), then ``CHECKPOINT``.
