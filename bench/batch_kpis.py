@@ -3,14 +3,15 @@
 allocflow keeps its KPIs up to date while it lands: each batch adds
 ``contribution(after) - contribution(before)`` of the entity rows it touched to small
 aggregate tables (``connectors/landing/aggregates.py``), and the KPI views
-(``kpi_views.py``) read those. The batch alternative loads a day's raw log into
-DuckDB every night and recomputes every KPI from scratch. This benchmark measures
-both on the same messages and checks that they give the same KPIs.
+(``kpi_views.py``) read those. The batch alternative loads the raw log into DuckDB
+every night, all of it (an order's KPIs need its whole history), and recomputes every
+KPI from scratch. This benchmark measures both on the same messages and checks that
+they give the same KPIs.
 
 **The raw log.** The landing benchmark's file run (``bench/landing.py``,
 :func:`prepare_run`, cached: ``allocflow simulate --seed 7 --faults all --fault-rate
 0.002`` sized to about 1M input events, then ``allocflow run``): the four input files
-and the three output files a run writes (decisions with order statuses, exception
+and the output files the KPIs depend on (decisions with order statuses, exception
 records, dead letters), the JSON Lines an extract would hold. The 10M log is that
 run ``--copies`` (10) times, made with the landing benchmark's :func:`rewrite_line`
 (copy ``k``: every id suffixed ``-c{k}``, every time shifted by ``k`` times the run's
@@ -65,8 +66,8 @@ compared with the landed file's, row for row (``EXCEPT ALL`` both ways, doubles
 rounded to 6 decimals, sums of seconds depend on addition order). At 10M the
 batch's hourly rows of each view, shifted back by their copy's offset, must equal
 the landed 1M file's hourly rows ``--copies`` times each, and the day rows' integer
-columns must add up to ``--copies`` times the 1M totals (days do not line up across
-copies: the span is 282 hours).
+columns must add up to ``--copies`` times the 1M totals (day rows mix copies: a copy
+starts at the run's first hour of day, on the day the previous copy ends).
 
 The workers import allocflow as committed at ``HEAD`` (see ``bench/allocation.py``);
 ``--working-tree`` measures the checkout.
