@@ -1,4 +1,4 @@
-"""Ceiling and peer: raw consume + decode, a hand-written loop, and allocflow, side by side.
+"""Ceiling, peer and end to end: raw consume + decode, a hand-written loop, allocflow.
 
 One embedded broker (Tansu, 4 partitions per topic) holds one simulated backlog
 (``allocflow simulate --orders N --seed 7 --faults none``, baseline scenario) in the
@@ -29,15 +29,37 @@ four input topics. Each repeat then measures, back to back on the same topics:
   interpreter start-up); the subprocess's wall time is recorded beside it. It does
   more than the peer: the quality gate, route tracking and the dead-letter, dq-alert
   and route-alert outputs.
+* ``allocflow_db`` (end to end, 1 worker): ``allocflow run --no-tail --db PATH``, which
+  starts ``allocflow land --db PATH --until-idle 5`` beside the one-worker flow and,
+  once the flow has finished, waits for the lander to stop: it stops after 5 s without
+  a new message on any topic. Events/s is the input messages over the subprocess's
+  wall time (start to exit: flow, lander, both start-ups and the 5 s idle wait). The
+  flow-only seconds (its ``allocation flow finished`` line) and the time of the last
+  landed batch (``landing_status.landed_at``, before the idle wait) are recorded too.
+* ``allocflow_2p`` (end to end, 2 processes): ``python -m bytewax.run
+  "allocflow.flows.allocation:get_kafka_flow(tail=False)" -i 0`` and ``-i 1`` with two
+  free local ports and ``-s 3600`` (one-hour epochs, as ``allocflow run`` uses without
+  a recovery store), and ``allocflow land --db PATH --until-idle 5``, the lander
+  ``allocflow run --db`` would start, all three started at once with the same
+  ``ALLOCFLOW_*`` environment. Events/s is the input messages over the time until all
+  three have exited; the flow-only time is until both flow processes have exited
+  (interpreter start-up included).
+
+Each allocflow mode writes to fresh output topics. Afterwards every run's output
+topics are read back to their ends: the decision ids and exception record ids of
+each allocflow mode are compared with the one-worker run's (and the peer's), and each
+landed DuckDB file is checked: every topic landed to its end (``landing_offsets``
+against the messages read back), one ``input_events`` row per input message, one
+``allocation_decisions`` row per decision id on the decisions topic.
 
 The consumers written here set ``fetch.wait.max.ms`` to 10; allocflow's aligned
 input uses the package's consumer settings, ``fetch.wait.max.ms`` 100, with batches
 of ``DEFAULT_BATCH_SIZE`` messages. Medians over the repeats are reported, and the
-ratios allocflow/ceiling and allocflow/peer of those medians.
+ratios of every mode to the ceiling (decode) and to the peer of those medians.
 
 Usage::
 
-    .venv/bin/python bench/ceiling_peer.py [--orders 20000] [--repeats 3]
+    .venv/bin/python bench/ceiling_peer.py [--orders 77000] [--repeats 1]   # 1,002,932 events
     .venv/bin/python bench/ceiling_peer.py --quick   # 2,000 orders, 1 repeat, nothing written
     .venv/bin/python bench/ceiling_peer.py --show    # the saved results
 
@@ -50,20 +72,22 @@ import argparse
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
-from allocation import load_average, output_of
+from allocation import load_average, output_of, table
 from allocation import machine_facts as shared_machine_facts
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
@@ -73,6 +97,7 @@ from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.connectors.policy_file import default_policy
 from allocflow.flows.allocation import ALLOCATION_INPUTS
 from allocflow.flows.rules.reference import allocate_stream
+from allocflow.flows.runtime import UNRECOVERABLE_EPOCH
 from allocflow.models.allocation_exceptions import AllocationException
 from allocflow.models.codec import decode_event
 from allocflow.models.envelope import EventEnvelope
@@ -82,8 +107,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_PATH = BENCH_DIR / "results" / "ceiling_peer.json"
 SEED = 7
-DEFAULT_ORDERS = 20_000
-DEFAULT_REPEATS = 3
+DEFAULT_ORDERS = 77_000
+DEFAULT_REPEATS = 1
 QUICK_ORDERS = 2_000
 PARTITIONS = 4
 CONSUME_BATCH = 10_000
@@ -92,15 +117,33 @@ FETCH_WAIT_MAX_MS = "10"
 POLL_EVERY = 1_000
 RUN_TIMEOUT_S = 3600
 FINISHED = re.compile(r"allocation flow finished in ([0-9.]+) s")
+LANDED = re.compile(
+    r"Landed ([0-9,]+) messages in ([0-9,]+) batches \(([0-9,]+) msg/s of landing time"
+)
+LANDER_IDLE_S = 5.0
+TWO_PROCESS_FLOW = "allocflow.flows.allocation:get_kafka_flow(tail=False)"
 CEILING_MODES = ("consume", "orjson", "decode")
-MODES = (*CEILING_MODES, "peer", "allocflow")
+END_TO_END_MODES = ("allocflow_db", "allocflow_2p")
+FLOW_MODES = ("allocflow", *END_TO_END_MODES)
+MODES = (*CEILING_MODES, "peer", *FLOW_MODES)
 MODE_TITLES = {
     "consume": "ceiling: consume only",
     "orjson": "ceiling: consume + orjson.loads",
     "decode": "ceiling: consume + decode_event",
     "peer": "peer: hand-written loop (rules, produce)",
     "allocflow": "allocflow run --no-tail (1 worker)",
+    "allocflow_db": "end to end: allocflow run --db (1 worker)",
+    "allocflow_2p": "end to end: 2 processes + lander",
 }
+LANDED_ROW_COUNTS = {
+    "input_events": "SELECT count(*) FROM input_events",
+    "allocation_decisions": "SELECT count(*) FROM allocation_decisions",
+    "exceptions": "SELECT count(*) FROM exceptions",
+}
+DECISION_RECORD = "allocation.decision"
+TARGET_OVER_PEER = 0.7
+TARGET_2P_EVENTS_PER_S = 100_000
+INPUT_TOPIC_NAMES = tuple(topic.value for topic in ALLOCATION_INPUTS)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -115,18 +158,27 @@ def consumer_config(connection: KafkaConnection) -> dict[str, str]:
     return config
 
 
-def assignment(consumer: Consumer) -> list[TopicPartition]:
-    """Return every partition of the input topics, from the beginning."""
+def assignment(consumer: Consumer, topics: Sequence[str]) -> list[TopicPartition]:
+    """Return every partition of ``topics``, from the beginning."""
     metadata = consumer.list_topics(timeout=10)
     return [
-        TopicPartition(topic.value, partition, OFFSET_BEGINNING)
-        for topic in ALLOCATION_INPUTS
-        for partition in sorted(metadata.topics[topic.value].partitions)
+        TopicPartition(topic, partition, OFFSET_BEGINNING)
+        for topic in topics
+        for partition in sorted(metadata.topics[topic].partitions)
     ]
 
 
-def consume_all(connection: KafkaConnection, handle: Callable[[Any], None]) -> int:
-    """Consume every input partition to its end, calling ``handle`` on each message.
+def consume_all(
+    connection: KafkaConnection,
+    handle: Callable[[Any], None],
+    topics: Sequence[str] = INPUT_TOPIC_NAMES,
+) -> int:
+    """Consume every partition of ``topics`` to its end, calling ``handle`` on each message.
+
+    Args:
+        connection: The broker.
+        handle: Called with each message.
+        topics: The topics to read (default: the flow's input topics).
 
     Returns:
         The number of messages handled.
@@ -136,7 +188,7 @@ def consume_all(connection: KafkaConnection, handle: Callable[[Any], None]) -> i
     """
     consumer = Consumer(consumer_config(connection))
     try:
-        partitions = assignment(consumer)
+        partitions = assignment(consumer, topics)
         consumer.assign(partitions)
         open_partitions = {(tp.topic, tp.partition) for tp in partitions}
         handled = 0
@@ -313,13 +365,18 @@ def topic_environment(names: dict[OutputTopic, str]) -> dict[str, str]:
     return {f"ALLOCFLOW_TOPIC_{topic.name}": name for topic, name in names.items()}
 
 
+def allocflow_cli() -> str:
+    """Return the ``allocflow`` command of this virtual environment."""
+    return str(Path(sys.executable).with_name("allocflow"))
+
+
 def allocflow(args: list[str], env: dict[str, str], log: Path) -> None:
     """Run ``allocflow ARGS`` with its output in ``log``.
 
     Raises:
         RuntimeError: It exited non-zero (the message holds the log's tail).
     """
-    command = [str(Path(sys.executable).with_name("allocflow")), *args]
+    command = [allocflow_cli(), *args]
     with log.open("wb") as out:
         code = subprocess.run(
             command,
@@ -333,37 +390,248 @@ def allocflow(args: list[str], env: dict[str, str], log: Path) -> None:
         raise RuntimeError(f"{' '.join(args)} exited {code}:\n{log.read_text()[-3000:]}")
 
 
-def run_allocflow(env: dict[str, str], log: Path, messages: int) -> dict[str, Any]:
-    """Run ``allocflow run --no-tail`` once; return its flow time and events/s."""
+@dataclass(frozen=True)
+class ChildExit:
+    """When one child process exited, and what it used.
+
+    Attributes:
+        seconds: From the start of the children to this one's exit.
+        cpu_s: User plus system CPU seconds, its own children's included.
+
+    Peak RSS is not kept: a child's ``ru_maxrss`` starts from this process's resident
+    size when it forks, which the peer's decoded backlog has made larger than any flow's.
+    """
+
+    seconds: float
+    cpu_s: float
+
+
+def run_together(
+    commands: dict[str, list[str]], env: dict[str, str], log_prefix: Path
+) -> dict[str, ChildExit]:
+    """Start ``commands`` at once and wait for every one; output in ``<prefix>-<name>.log``.
+
+    Raises:
+        RuntimeError: One exited non-zero (the others are then killed) or the run
+            passed ``RUN_TIMEOUT_S``.
+    """
+    logs = {name: Path(f"{log_prefix}-{name}.log") for name in commands}
     started = time.perf_counter()
-    allocflow(["run", "--no-tail"], env, log)
-    wall = time.perf_counter() - started
+    processes = {}
+    for name, command in commands.items():
+        with logs[name].open("wb") as out:
+            processes[name] = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+    exits: dict[str, ChildExit] = {}
+    try:
+        while len(exits) < len(processes):
+            for name, process in processes.items():
+                if name not in exits and (done := _reap(process, started)) is not None:
+                    exits[name] = done
+                    if process.returncode != 0:
+                        tail = logs[name].read_text()[-3000:]
+                        raise RuntimeError(f"{name} exited {process.returncode}:\n{tail}")
+            if time.perf_counter() - started > RUN_TIMEOUT_S:
+                raise RuntimeError(f"{list(commands)} still running after {RUN_TIMEOUT_S} s")
+            time.sleep(0.01)
+    finally:
+        for process in processes.values():
+            if process.returncode is None:
+                process.kill()
+                process.wait()
+    return exits
+
+
+def _reap(process: "subprocess.Popen[bytes]", started: float) -> ChildExit | None:
+    """Return the exit of ``process`` if it has exited (and reap it), else None."""
+    pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+    if not pid:
+        return None
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return ChildExit(
+        seconds=round(time.perf_counter() - started, 3),
+        cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
+    )
+
+
+def flow_seconds(log: Path) -> float:
+    """Return the seconds of the ``allocation flow finished in X s`` line of ``log``.
+
+    Raises:
+        RuntimeError: The log has no such line.
+    """
     match = FINISHED.search(log.read_text())
     if match is None:
         raise RuntimeError(f"no 'allocation flow finished' line in {log}")
-    seconds = float(match.group(1))
+    return float(match.group(1))
+
+
+def run_allocflow(env: dict[str, str], log_prefix: Path, messages: int) -> dict[str, Any]:
+    """Run ``allocflow run --no-tail`` once; return its flow time and events/s."""
+    done = run_together({"run": [allocflow_cli(), "run", "--no-tail"]}, env, log_prefix)["run"]
+    seconds = flow_seconds(Path(f"{log_prefix}-run.log"))
     return {
         "messages": messages,
         "seconds": seconds,
-        "wall_s": round(wall, 3),
+        "wall_s": done.seconds,
+        "cpu_s": done.cpu_s,
         "events_per_s": messages / seconds,
     }
 
 
-def topic_sizes(connection: KafkaConnection, names: dict[OutputTopic, str]) -> dict[str, int]:
-    """Return the messages in each output topic (high watermarks summed over partitions)."""
-    consumer = Consumer(consumer_config(connection))
-    try:
-        metadata = consumer.list_topics(timeout=10)
+# --- end to end: the flow and the lander ----------------------------------------------------
+
+
+def run_allocflow_db(env: dict[str, str], db: Path, messages: int) -> dict[str, Any]:
+    """Run ``allocflow run --no-tail --db DB`` (one worker, its lander beside it) once.
+
+    The end-to-end time is the subprocess's: it exits once the flow has finished and
+    its lander, stopped by ``--until-idle 5``, has landed everything.
+    """
+    log_prefix = db.with_suffix("")
+    started_at = datetime.now(UTC)
+    command = [allocflow_cli(), "run", "--no-tail", "--db", str(db)]
+    done = run_together({"run": command}, env, log_prefix)["run"]
+    seconds = flow_seconds(Path(f"{log_prefix}-run.log"))
+    return {
+        "messages": messages,
+        "seconds": done.seconds,
+        "events_per_s": messages / done.seconds,
+        "flow_s": seconds,
+        "flow_events_per_s": messages / seconds,
+        "cpu_s": {"run": done.cpu_s},
+        "lander": lander_report(db.with_name(db.name + ".land.log"), db, started_at),
+    }
+
+
+def run_two_processes(env: dict[str, str], db: Path, messages: int) -> dict[str, Any]:
+    """Run the flow as two ``bytewax.run`` processes with ``allocflow land`` beside them.
+
+    The three start together. The lander stops as ``allocflow run --no-tail --db``
+    stops its own: ``--until-idle 5``. The processes use one-hour epochs, as
+    ``allocflow run`` does without a recovery store.
+    """
+    log_prefix = db.with_suffix("")
+    started_at = datetime.now(UTC)
+    exits = run_together(two_process_commands(env, db), env, log_prefix)
+    flow = max(exits["process0"].seconds, exits["process1"].seconds)
+    end = max(done.seconds for done in exits.values())
+    return {
+        "messages": messages,
+        "seconds": end,
+        "events_per_s": messages / end,
+        "flow_s": flow,
+        "flow_events_per_s": messages / flow,
+        "cpu_s": {name: done.cpu_s for name, done in exits.items()},
+        "lander": lander_report(Path(f"{log_prefix}-lander.log"), db, started_at),
+    }
+
+
+def two_process_commands(env: dict[str, str], db: Path) -> dict[str, list[str]]:
+    """Return the command lines of processes 0 and 1 (two fresh local ports) and the lander."""
+    addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(2))
+    epoch_s = str(int(UNRECOVERABLE_EPOCH.total_seconds()))
+    flow = [sys.executable, "-m", "bytewax.run", TWO_PROCESS_FLOW, "-a", addresses, "-s", epoch_s]
+    bootstrap = env["ALLOCFLOW_BOOTSTRAP_SERVERS"]
+    return {
+        "process0": [*flow, "-i", "0"],
+        "process1": [*flow, "-i", "1"],
+        "lander": [
+            allocflow_cli(),
+            "land",
+            "--db",
+            str(db),
+            "--bootstrap",
+            bootstrap,
+            "--until-idle",
+            str(LANDER_IDLE_S),
+        ],
+    }
+
+
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` local ports that were free a moment ago."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def lander_report(log: Path, db: Path, started_at: datetime) -> dict[str, Any]:
+    """Return what the lander says it landed, and what the DuckDB file holds.
+
+    ``last_batch_s`` is the time from ``started_at`` to the last batch's
+    ``landing_status.landed_at``: when the last message was in, before the lander's
+    idle wait.
+    """
+    match = LANDED.search(log.read_text())
+    if match is None:
+        raise RuntimeError(f"no 'Landed N messages' line in {log}")
+    with duckdb.connect(str(db), read_only=True) as con:
+        landed_at = _scalar(con, "SELECT landed_at FROM landing_status WHERE id = 1")
+        offsets = con.execute(
+            "SELECT source, sum(next_offset) FROM landing_offsets GROUP BY source ORDER BY source"
+        ).fetchall()
         return {
-            topic.value: sum(
-                consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)[1]
-                for partition in metadata.topics[name].partitions
-            )
-            for topic, name in names.items()
+            "messages": int(match.group(1).replace(",", "")),
+            "batches": int(match.group(2).replace(",", "")),
+            "messages_per_landing_s": int(match.group(3).replace(",", "")),
+            "last_batch_s": round((landed_at.replace(tzinfo=UTC) - started_at).total_seconds(), 3),
+            "rows": {name: _scalar(con, query) for name, query in LANDED_ROW_COUNTS.items()},
+            "offsets": {source: int(total) for source, total in offsets},
         }
-    finally:
-        consumer.close()
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> Any:
+    row = con.execute(query).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row: {query}")
+    return row[0]
+
+
+@dataclass
+class RunOutputs:
+    """What one run wrote to its output topics, read back to the end.
+
+    Attributes:
+        messages: Messages per output topic, by logical name. Counted by reading:
+            the embedded broker answers ListOffsets with the base offset of a
+            partition's last record batch, not its end.
+        decisions: Decision ids on the decisions topic.
+        exception_records: Record ids on the exceptions topic.
+    """
+
+    messages: dict[str, int] = field(default_factory=dict)
+    decisions: set[str] = field(default_factory=set)
+    exception_records: set[str] = field(default_factory=set)
+
+    def same_records(self, other: "RunOutputs") -> bool:
+        """Whether both hold the same decisions and exception records."""
+        return (self.decisions, self.exception_records) == (
+            other.decisions,
+            other.exception_records,
+        )
+
+
+def read_outputs(connection: KafkaConnection, names: dict[OutputTopic, str]) -> RunOutputs:
+    """Read a run's output topics to their ends; return their counts and record ids."""
+    logical = {name: topic.value for topic, name in names.items()}
+    outputs = RunOutputs(messages=dict.fromkeys(logical.values(), 0))
+
+    def collect(message: Any) -> None:
+        outputs.messages[logical[message.topic()]] += 1
+        document = orjson.loads(message.value())
+        if document.get("record_type") == DECISION_RECORD:
+            outputs.decisions.add(document["decision_id"])
+        elif message.topic() == names[OutputTopic.ALLOCATION_EXCEPTIONS]:
+            outputs.exception_records.add(document["record_id"])
+
+    consume_all(connection, collect, list(names.values()))
+    return outputs
 
 
 # --- the experiment -------------------------------------------------------------------------
@@ -403,23 +671,105 @@ def simulate(broker: EmbeddedBroker, work: Path, orders: int) -> Setup:
 
 
 def repeat_once(setup: Setup, repeat: int) -> dict[str, Any]:
-    """Run every mode once, back to back; return their results."""
+    """Run every mode once, back to back; return their results with the output checks."""
     result: dict[str, Any] = {"repeat": repeat}
     for mode in CEILING_MODES:
         result[mode] = measure_ceiling(setup.connection, mode)
         _check_count(mode, result[mode]["messages"], setup.messages)
-    peer_topics = output_topics(f"peer{repeat}")
-    flow_topics = output_topics(f"flow{repeat}")
-    setup.broker.create_topics([*peer_topics.values(), *flow_topics.values()], PARTITIONS)
-    result["peer"] = run_peer(setup.connection, peer_topics)
+        _report_mode(repeat, mode, result[mode])
+    topics = {mode: output_topics(f"{mode}{repeat}") for mode in ("peer", *FLOW_MODES)}
+    fresh = [name for names in topics.values() for name in names.values()]
+    setup.broker.create_topics(fresh, PARTITIONS)
+    result["peer"] = run_peer(setup.connection, topics["peer"])
     _check_count("peer", result["peer"]["messages"], setup.messages)
-    env = base_environment(setup.broker.bootstrap_servers) | topic_environment(flow_topics)
-    log = setup.work / f"run{repeat}.log"
-    result["allocflow"] = run_allocflow(env, log, setup.messages)
-    result["allocflow"]["output_topics"] = topic_sizes(setup.connection, flow_topics)
-    for mode in MODES:
-        _progress(f"repeat {repeat}: {mode}: {result[mode]['events_per_s']:,.0f} events/s")
+    _report_mode(repeat, "peer", result["peer"])
+    for mode in FLOW_MODES:
+        result[mode] = run_flow_mode(setup, mode, topics[mode], repeat)
+        _report_mode(repeat, mode, result[mode])
+    check_outputs(setup, result, topics)
     return result
+
+
+def run_flow_mode(
+    setup: Setup, mode: str, topics: dict[OutputTopic, str], repeat: int
+) -> dict[str, Any]:
+    """Run one of the allocflow modes into ``topics``; return its timings."""
+    env = base_environment(setup.broker.bootstrap_servers) | topic_environment(topics)
+    scratch = setup.work / f"{mode}{repeat}"
+    if mode == "allocflow":
+        return run_allocflow(env, scratch, setup.messages)
+    db = scratch.with_suffix(".duckdb")
+    if mode == "allocflow_db":
+        return run_allocflow_db(env, db, setup.messages)
+    return run_two_processes(env, db, setup.messages)
+
+
+def check_outputs(
+    setup: Setup, result: dict[str, Any], topics: dict[str, dict[OutputTopic, str]]
+) -> None:
+    """Record each run's outputs and compare them; check what the landers landed.
+
+    Every allocflow mode's decision ids and exception record ids are compared with
+    the one-worker run's, its decision ids with the peer's (the flow's route tracking
+    opens exceptions the peer does not). Each lander must have read every message
+    of every topic (its offsets against the messages read back), landed one
+    ``input_events`` row per input message and one ``allocation_decisions`` row per
+    decision id on the decisions topic.
+    """
+    outputs = {mode: read_outputs(setup.connection, names) for mode, names in topics.items()}
+    for mode, read in outputs.items():
+        result[mode]["outputs"] = {
+            "topic_messages": read.messages,
+            "decisions": len(read.decisions),
+            "exception_records": len(read.exception_records),
+            "same_as_1_worker": read.same_records(outputs["allocflow"]),
+            "decisions_same_as_peer": read.decisions == outputs["peer"].decisions,
+        }
+    for mode in END_TO_END_MODES:
+        lander = result[mode]["lander"]
+        lander["problems"] = landing_problems(setup, lander, topics[mode], outputs[mode])
+        for problem in lander["problems"]:
+            _progress(f"  {mode}: {problem}")
+        if not result[mode]["outputs"]["same_as_1_worker"]:
+            _progress(f"  {mode}: outputs differ from the 1-worker run's")
+
+
+def landing_problems(
+    setup: Setup,
+    lander: dict[str, Any],
+    names: dict[OutputTopic, str],
+    outputs: RunOutputs,
+) -> list[str]:
+    """Return what a landed file lacks against the topics (empty when it is complete).
+
+    Args:
+        setup: The backlog (input topics and their sizes).
+        lander: The lander's report (:func:`lander_report`).
+        names: The run's output topic names.
+        outputs: What the run's output topics hold.
+    """
+    expected = dict(setup.per_topic) | {
+        names[OutputTopic(topic)]: size for topic, size in outputs.messages.items()
+    }
+    landed = lander["offsets"]
+    problems = [
+        f"{topic}: landed up to {landed.get(topic, 0)} of {size} messages"
+        for topic, size in expected.items()
+        if landed.get(topic, 0) != size
+    ]
+    rows = lander["rows"]
+    if rows["input_events"] != setup.messages:
+        problems.append(f"{rows['input_events']} input_events rows for {setup.messages} inputs")
+    if rows["allocation_decisions"] != len(outputs.decisions):
+        problems.append(
+            f"{rows['allocation_decisions']} allocation_decisions rows "
+            f"for {len(outputs.decisions)} decisions on the topic"
+        )
+    return problems
+
+
+def _report_mode(repeat: int, mode: str, measured: dict[str, Any]) -> None:
+    _progress(f"repeat {repeat}: {mode}: {measured['events_per_s']:,.0f} events/s")
 
 
 def _check_count(mode: str, got: int, expected: int) -> None:
@@ -432,10 +782,9 @@ def _progress(line: str) -> None:
 
 
 def summarize(repeats: list[dict[str, Any]]) -> dict[str, Any]:
-    """Return the median events/s of each mode and the ratios of allocflow to the others."""
-    medians = {
-        mode: statistics.median(run[mode]["events_per_s"] for run in repeats) for mode in MODES
-    }
+    """Return the median events/s of each mode and the ratios of the allocflow modes."""
+    medians = {mode: _median(repeats, mode, "events_per_s") for mode in MODES}
+    flow_only = {mode: _median(repeats, mode, "flow_events_per_s") for mode in END_TO_END_MODES}
     flow = medians["allocflow"]
     return {
         "median_events_per_s": {mode: round(value) for mode, value in medians.items()},
@@ -446,12 +795,31 @@ def summarize(repeats: list[dict[str, Any]]) -> dict[str, Any]:
             ]
             for mode in MODES
         },
+        "median_flow_only_events_per_s": {mode: round(value) for mode, value in flow_only.items()},
+        "over_ceiling": {
+            mode: round(medians[mode] / medians["decode"], 3) for mode in ("peer", *FLOW_MODES)
+        },
+        "over_peer": {mode: round(medians[mode] / medians["peer"], 3) for mode in FLOW_MODES},
+        "flow_only_over_peer": {
+            mode: round(value / medians["peer"], 3) for mode, value in flow_only.items()
+        },
         "allocflow_over_ceiling": round(flow / medians["decode"], 3),
         "allocflow_over_orjson_ceiling": round(flow / medians["orjson"], 3),
         "allocflow_over_peer": round(flow / medians["peer"], 3),
         "peer_over_ceiling": round(medians["peer"] / medians["decode"], 3),
-        "target_allocflow_over_peer": 0.7,
+        "target_allocflow_over_peer": TARGET_OVER_PEER,
+        "target_2p_events_per_s": TARGET_2P_EVENTS_PER_S,
+        "outputs_same_as_1_worker": all(
+            run[mode]["outputs"]["same_as_1_worker"] for run in repeats for mode in FLOW_MODES
+        ),
+        "landing_complete": all(
+            not run[mode]["lander"]["problems"] for run in repeats for mode in END_TO_END_MODES
+        ),
     }
+
+
+def _median(repeats: list[dict[str, Any]], mode: str, key: str) -> float:
+    return statistics.median(run[mode][key] for run in repeats)
 
 
 def machine_facts() -> dict[str, Any]:
@@ -493,6 +861,8 @@ def measure(orders: int, repeats: int) -> dict[str, Any]:
             "bench_consume_batch": CONSUME_BATCH,
             "allocflow_input_fetch_wait_max_ms": 100,
             "allocflow_input_batch": DEFAULT_BATCH_SIZE,
+            "lander_until_idle_s": LANDER_IDLE_S,
+            "two_process_snapshot_interval_s": int(UNRECOVERABLE_EPOCH.total_seconds()),
         },
         "machine": machine_facts(),
         "load_average_before": load_before,
@@ -503,27 +873,75 @@ def measure(orders: int, repeats: int) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
-    """Return the results table."""
+    """Return the results: events/s per mode, then the end-to-end runs in detail."""
     summary = result["summary"]
-    ceiling = summary["median_events_per_s"]["decode"]
-    flow = summary["median_events_per_s"]["allocflow"]
-    lines = [
-        f"{result['stream']['messages']:,} input messages ({result['stream']['orders']:,} orders), "
-        f"{len(result['repeats'])} repeat(s), medians",
-        "",
-        f"{'mode':<44} {'events/s':>10} {'vs ceiling':>11} {'allocflow/x':>12}",
+    medians = summary["median_events_per_s"]
+    rows = [
+        [
+            MODE_TITLES[mode],
+            f"{medians[mode]:,}",
+            f"{medians[mode] / medians['decode']:.3f}",
+            f"{medians[mode] / medians['peer']:.2f}",
+        ]
+        for mode in MODES
     ]
-    for mode in MODES:
-        rate = summary["median_events_per_s"][mode]
-        lines.append(
-            f"{MODE_TITLES[mode]:<44} {rate:>10,} {rate / ceiling:>10.2f}x {flow / rate:>11.2f}x"
+    over_peer = summary["over_peer"]
+    return "\n".join(
+        [
+            f"{result['stream']['messages']:,} input messages "
+            f"({result['stream']['orders']:,} orders), {len(result['repeats'])} repeat(s), medians",
+            "",
+            table(["mode", "events/s", "x ceiling (decode)", "x peer"], rows),
+            "",
+            table(END_TO_END_HEADER, [row for run in result["repeats"] for row in _e2e_rows(run)]),
+            "",
+            f"targets: 2 processes end to end >= {TARGET_2P_EVENTS_PER_S:,} events/s "
+            f"(measured {medians['allocflow_2p']:,}); >= {TARGET_OVER_PEER}x the peer "
+            f"(1 worker {over_peer['allocflow']:.2f}x, with the lander "
+            f"{over_peer['allocflow_db']:.2f}x, 2 processes {over_peer['allocflow_2p']:.2f}x)",
+            f"outputs the same as the 1-worker run's in every mode: "
+            f"{summary['outputs_same_as_1_worker']}; every lander complete: "
+            f"{summary['landing_complete']}",
+        ]
+    )
+
+
+END_TO_END_HEADER = [
+    "repeat",
+    "mode",
+    "end to end s",
+    "last batch landed s",
+    "flow s",
+    "flow-only events/s",
+    "landed messages",
+    "CPU s",
+    "decisions",
+    "same as 1 worker",
+    "landing check",
+]
+
+
+def _e2e_rows(run: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for mode in END_TO_END_MODES:
+        measured = run[mode]
+        lander = measured["lander"]
+        rows.append(
+            [
+                str(run["repeat"]),
+                MODE_TITLES[mode],
+                f"{measured['seconds']:.1f}",
+                f"{lander['last_batch_s']:.1f}",
+                f"{measured['flow_s']:.1f}",
+                f"{measured['flow_events_per_s']:,.0f}",
+                f"{lander['messages']:,}",
+                " + ".join(f"{seconds:.0f}" for seconds in measured["cpu_s"].values()),
+                f"{measured['outputs']['decisions']:,}",
+                "yes" if measured["outputs"]["same_as_1_worker"] else "NO",
+                "; ".join(lander["problems"]) or "complete",
+            ]
         )
-    lines += [
-        "",
-        f"allocflow/ceiling (decode) {summary['allocflow_over_ceiling']:.2f}x, "
-        f"allocflow/peer {summary['allocflow_over_peer']:.2f}x (target >= 0.7x)",
-    ]
-    return "\n".join(lines)
+    return rows
 
 
 def main() -> None:
