@@ -35,6 +35,7 @@ class StaleSourceCheck:
         self._feed_after = feed_after
         self._node_after = node_after
         self._last: dict[tuple[str, str], _LastSeen] = {}
+        self._earliest_due: datetime | None = None
 
     def observe(self, feed: str, event: EventEnvelope) -> None:
         """Note that ``feed``, and the node ``event`` names if any, were heard from."""
@@ -44,19 +45,35 @@ class StaleSourceCheck:
             self._heard(_NODE, node_id, feed, event.event_time)
 
     def due(self, watermark: datetime) -> list[Finding]:
-        """Return a finding for every source newly stale at ``watermark``."""
+        """Return a finding for every source newly stale at ``watermark``.
+
+        Sources are scanned only once the watermark passes the earliest moment one of
+        them can become stale (a lower bound: hearing from a source only delays it).
+        """
+        if self._earliest_due is None or watermark <= self._earliest_due:
+            return []
         findings: list[Finding] = []
+        earliest: datetime | None = None
         for (kind, name), last in self._last.items():
+            if last.reported:
+                continue
             silence = watermark - last.at
-            if not last.reported and silence > self._threshold(kind, name):
+            threshold = self._threshold(kind, name)
+            if silence > threshold:
                 last.reported = True
                 findings.append(self._finding(kind, name, last, silence))
+            elif earliest is None or last.at + threshold < earliest:
+                earliest = last.at + threshold
+        self._earliest_due = earliest
         return findings
 
     def _heard(self, kind: str, name: str, feed: str, at: datetime) -> None:
         last = self._last.get((kind, name))
         if last is None or at > last.at:
             self._last[kind, name] = _LastSeen(at, feed)
+            due = at + self._threshold(kind, name)
+            if self._earliest_due is None or due < self._earliest_due:
+                self._earliest_due = due
 
     def _threshold(self, kind: str, name: str) -> timedelta:
         return self._feed_after(name) if kind == _FEED else self._node_after

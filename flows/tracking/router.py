@@ -91,10 +91,10 @@ class TrackingRouter:
         return self._lane_of.get(shipment_id)
 
     def _ticks(self, event_time: datetime) -> list[Routed]:
-        seconds = event_time.timestamp()
-        floor = seconds - seconds % self._tick_s
         if self._next_tick is not None and event_time < self._next_tick:
             return []
+        seconds = event_time.timestamp()
+        floor = seconds - seconds % self._tick_s
         first = self._next_tick is None
         self._next_tick = datetime.fromtimestamp(floor + self._tick_s, UTC)
         if first:
