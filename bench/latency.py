@@ -121,7 +121,7 @@ checkout.
 
 Usage::
 
-    .venv/bin/python bench/latency.py                # about 12 min
+    .venv/bin/python bench/latency.py                # about 9 min (+ 35 s simulating once)
     .venv/bin/python bench/latency.py --quick        # 4 s per run, about 4 min, no file
     .venv/bin/python bench/latency.py --show         # the saved results
 
