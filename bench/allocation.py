@@ -454,7 +454,7 @@ def flow_2p_commands(input_dir: Path, out_dir: Path, import_root: str) -> list[l
     """
     policy = str(Path(import_root) / "allocflow" / "flows" / "policies" / "default.toml")
     flow = f"allocflow.flows.allocation:get_flow({str(input_dir)!r}, {str(out_dir)!r}, {policy!r})"
-    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(2))
     return [
         [sys.executable, "-m", "bytewax.run", flow, "-i", str(index), "-a", addresses]
         for index in range(2)
@@ -486,7 +486,8 @@ def measure_startup(work: Path) -> float:
     return run.wall_s
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` local ports that were free a moment ago."""
     sockets = [socket.socket() for _ in range(count)]
     for sock in sockets:
         sock.bind(("127.0.0.1", 0))
@@ -628,6 +629,19 @@ def summarise(runs: list[dict[str, Any]], events: int) -> dict[str, Any]:
 
 
 # --- code under test and machine facts --------------------------------------------------
+
+
+@contextmanager
+def work_directory(prefix: str, parent: Path | None, keep: bool) -> Iterator[Path]:
+    """A fresh directory for a benchmark's files, removed afterwards unless ``keep``."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield work
+    finally:
+        if keep:
+            log(f"DuckDB files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @contextmanager

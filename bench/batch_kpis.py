@@ -97,7 +97,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from allocation import code_under_test, load_average, log, machine_facts, run_children, table
+from allocation import (
+    code_under_test,
+    load_average,
+    log,
+    machine_facts,
+    run_children,
+    table,
+    work_directory,
+)
 from landing import landed_files, percentiles, prepare_run, rewrite_line
 
 from allocflow.connectors.landing.aggregates import AGGREGATES, MACROS, recompute_sql
@@ -903,15 +911,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker is not None:
         return worker_main(args)
-    with code_under_test(args.working_tree) as code:
-        work = Path(tempfile.mkdtemp(prefix="allocflow-bench-batch-work-", dir=args.cache_dir))
-        try:
-            results = benchmark(args, code, work)
-        finally:
-            if args.keep:
-                log(f"DuckDB files kept in {work}")
-            else:
-                shutil.rmtree(work, ignore_errors=True)
+    with (
+        code_under_test(args.working_tree) as code,
+        work_directory("allocflow-bench-batch-work-", args.cache_dir, args.keep) as work,
+    ):
+        results = benchmark(args, code, work)
     print(render(results))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)

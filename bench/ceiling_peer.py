@@ -72,7 +72,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -87,7 +86,7 @@ from typing import Any
 
 import duckdb
 import orjson
-from allocation import load_average, output_of, table
+from allocation import free_ports, load_average, output_of, table
 from allocation import machine_facts as shared_machine_facts
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
@@ -548,17 +547,6 @@ def two_process_commands(env: dict[str, str], db: Path) -> dict[str, list[str]]:
             str(LANDER_IDLE_S),
         ],
     }
-
-
-def free_ports(count: int) -> list[int]:
-    """Return ``count`` local ports that were free a moment ago."""
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def lander_report(log: Path, db: Path, started_at: datetime) -> dict[str, Any]:

@@ -85,6 +85,7 @@ from allocation import (
     machine_facts,
     run_children,
     table,
+    work_directory,
 )
 from confluent_kafka import Producer
 
@@ -974,15 +975,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.show is not None:
         print(render(json.loads(args.show.read_text())))
         return 0
-    with code_under_test(args.working_tree) as code:
-        work = Path(tempfile.mkdtemp(prefix="allocflow-bench-landing-", dir=args.cache_dir))
-        try:
-            results = benchmark(args, code, work)
-        finally:
-            if args.keep:
-                log(f"DuckDB files kept in {work}")
-            else:
-                shutil.rmtree(work, ignore_errors=True)
+    with (
+        code_under_test(args.working_tree) as code,
+        work_directory("allocflow-bench-landing-", args.cache_dir, args.keep) as work,
+    ):
+        results = benchmark(args, code, work)
     print(render(results))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
