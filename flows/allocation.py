@@ -56,6 +56,7 @@ from allocflow.flows.rules.reference import DEFAULT_SHARDS
 from allocflow.flows.rules.rollup import OrderRollup
 from allocflow.flows.rules.routing import route
 from allocflow.flows.rules.shard import AllocationShard, ShardOutput
+from allocflow.flows.runtime import tune_garbage_collection
 from allocflow.flows.settings import Settings
 from allocflow.flows.snapshots import stateful_flat_map
 from allocflow.flows.tracking.settings import TrackingSettings
@@ -189,10 +190,14 @@ def get_flow(
 ) -> Dataflow:
     """Build the file-to-file flow; for ``python -m bytewax.run`` with several processes.
 
+    Tunes the process's garbage collector, as ``allocflow run`` does
+    (:func:`~allocflow.flows.runtime.tune_garbage_collection`).
+
     Example: ``python -m bytewax.run "allocflow.flows.allocation:get_flow('in', 'out',
     'policy.toml')" -i 0 -a "host0:2101;host1:2101"``.
     """
     endpoints = FileEndpoints(Path(input_dir), Path(output_dir))
+    tune_garbage_collection()
     return build_allocation_flow(
         AllocationFlowConfig(load_policy(Path(policy_path)), endpoints, shards)
     )
@@ -200,6 +205,9 @@ def get_flow(
 
 def get_kafka_flow(policy_path: str | None = None, tail: bool = True) -> Dataflow:
     """Build the Kafka flow from the ``ALLOCFLOW_*`` settings; for ``python -m bytewax.run``.
+
+    Tunes the process's garbage collector, as ``allocflow run`` does
+    (:func:`~allocflow.flows.runtime.tune_garbage_collection`).
 
     Every process of a cluster reads the same settings (bootstrap servers, topic names,
     security, gate and tracking parameters) from its environment. Example: ``python -m
@@ -210,6 +218,7 @@ def get_kafka_flow(policy_path: str | None = None, tail: bool = True) -> Dataflo
         tail: Keep reading new messages (False: stop at the end of the input topics).
     """
     settings = Settings()
+    tune_garbage_collection()
     topics = {t.value: settings.topic_name(t) for t in (*InputTopic, *OutputTopic)}
     endpoints = KafkaEndpoints(settings.kafka_connection(), topics, tail=tail)
     policy = default_policy() if policy_path is None else load_policy(Path(policy_path))

@@ -1,5 +1,6 @@
 """Running a dataflow in this process: the one place that calls Bytewax's runtime."""
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,6 +37,24 @@ class Recovery:
     backup_interval: timedelta = timedelta(0)
 
 
+GC_THRESHOLDS = (50_000, 50, 100)
+"""CPython's collection thresholds while a flow runs (the defaults are 700, 10, 10)."""
+
+
+def tune_garbage_collection() -> None:
+    """Collect garbage cycles less often, and never look at what start-up allocated.
+
+    The flow's state is millions of long-lived objects (dedupe windows, entity
+    memories, roll-ups, SKU books). With CPython's default thresholds the cycle
+    collector walks them again and again, and that cost grows with the state: the flow
+    ran at 7,536 events/s over 149k events but 5,578 over 606k. The state holds no
+    reference cycles that need prompt collection. Measured (606,281 events from
+    files, one worker): 108.7 s with the defaults, 76.7 s with :data:`GC_THRESHOLDS`.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_dataflow(flow: Dataflow, workers: int = 1, recovery: Recovery | None = None) -> None:
     """Run ``flow`` with ``workers`` worker threads until its inputs end (or forever).
 
@@ -45,8 +64,10 @@ def run_dataflow(flow: Dataflow, workers: int = 1, recovery: Recovery | None = N
     epochs last :data:`UNRECOVERABLE_EPOCH`.
 
     Threads share the GIL: for more CPU, run several processes with
-    ``python -m bytewax.run … -i N -a …`` (see docs/allocation.md).
+    ``python -m bytewax.run … -i N -a …`` (see docs/allocation.md). The garbage
+    collector is tuned first (:func:`tune_garbage_collection`).
     """
+    tune_garbage_collection()
     if recovery is None:
         _cli_main(flow, workers_per_process=workers, epoch_interval=UNRECOVERABLE_EPOCH)
         return
