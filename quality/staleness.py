@@ -3,8 +3,8 @@
 A source is stale when the gates' watermark (the latest event time over all feeds)
 is more than its threshold past the last event from it. Each feed has its own
 threshold (an order feed is quiet over a weekend, a carrier feed never is); nodes
-share one. It is reported once, and
-can be reported again after an event from it arrives.
+share one. A source is reported once, and can be reported again after an event from
+it arrives.
 """
 
 from collections.abc import Callable
