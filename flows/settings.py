@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.flows.tracking.settings import TrackingSettings
 from allocflow.models.topics import InputTopic, OutputTopic
-from allocflow.quality.settings import GateSettings
+from allocflow.quality.settings import GateSettings, check_feed_silences
 
 ENV_PREFIX = "ALLOCFLOW_"
 
@@ -261,12 +261,7 @@ class Settings(BaseSettings):
     @field_validator("dq_stale_feed_after_by_feed_s")
     @classmethod
     def _stale_feeds_are_known(cls, value: dict[str, float]) -> dict[str, float]:
-        feeds = {topic.value for topic in InputTopic}
-        for feed, seconds in value.items():
-            if feed not in feeds:
-                raise ValueError(f"unknown feed {feed!r}; feeds are {', '.join(sorted(feeds))}")
-            if seconds <= 0:
-                raise ValueError(f"the seconds allowed on {feed!r} must be positive")
+        check_feed_silences({feed: timedelta(seconds=s) for feed, s in value.items()})
         return value
 
     @model_validator(mode="after")

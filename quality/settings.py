@@ -1,5 +1,6 @@
 """Parameters of the in-stream data-quality gates."""
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -75,12 +76,7 @@ class GateSettings(BaseModel):
     @field_validator("stale_feed_after_by_feed")
     @classmethod
     def _known_feeds_positive_silences(cls, value: dict[str, timedelta]) -> dict[str, timedelta]:
-        feeds = {topic.value for topic in InputTopic}
-        for feed, silence in value.items():
-            if feed not in feeds:
-                raise ValueError(f"unknown feed {feed!r}; feeds are {', '.join(sorted(feeds))}")
-            if silence <= timedelta(0):
-                raise ValueError(f"the silence allowed on {feed!r} must be positive")
+        check_feed_silences(value)
         return value
 
     def stale_after(self, feed: str) -> timedelta:
@@ -91,3 +87,17 @@ class GateSettings(BaseModel):
             (datetime.timedelta(days=3), datetime.timedelta(days=1))
         """
         return self.stale_feed_after_by_feed.get(feed, self.stale_feed_after)
+
+
+def check_feed_silences(silences: Mapping[str, timedelta]) -> None:
+    """Check that every feed named is an input feed and its silence is positive.
+
+    Raises:
+        ValueError: Naming the unknown feed, or the feed with a silence ≤ 0.
+    """
+    feeds = {topic.value for topic in InputTopic}
+    for feed, silence in silences.items():
+        if feed not in feeds:
+            raise ValueError(f"unknown feed {feed!r}; feeds are {', '.join(sorted(feeds))}")
+        if silence <= timedelta(0):
+            raise ValueError(f"the silence allowed on {feed!r} must be positive")

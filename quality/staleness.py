@@ -71,9 +71,17 @@ class StaleSourceCheck:
         last = self._last.get((kind, name))
         if last is None or at > last.at:
             self._last[kind, name] = _LastSeen(at, feed)
-            due = at + self._threshold(kind, name)
-            if self._earliest_due is None or due < self._earliest_due:
-                self._earliest_due = due
+            if last is None or last.reported:
+                self._count_deadline(at + self._threshold(kind, name))
+
+    def _count_deadline(self, due: datetime) -> None:
+        """Lower the earliest deadline for a source it did not cover yet.
+
+        A source already covered only moves its own deadline later when heard from,
+        so the earliest deadline stays a lower bound without recomputing it per event.
+        """
+        if self._earliest_due is None or due < self._earliest_due:
+            self._earliest_due = due
 
     def _threshold(self, kind: str, name: str) -> timedelta:
         return self._feed_after(name) if kind == _FEED else self._node_after
