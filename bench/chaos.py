@@ -13,6 +13,10 @@ the event-time merge is exact and both runs see the same order). Then:
   decisions; the lander it runs dies with it) and restarted each time; the last run
   goes to the end.
 
+With ``--signal TERM`` (or ``INT``) each start is stopped instead of killed: the run
+ends its input, delivers its outputs, snapshots where it stopped and exits 130, so its
+restart replays nothing (``replayed`` 0, checked by the integration test).
+
 Compared: every output topic, deduplicated by record id (``lost``: ids of the
 reference missing from the chaos run; ``duplicated``: ids only the chaos run has;
 ``mismatched``: same id, different record; ``replayed``: repeated copies of a record,
@@ -28,7 +32,7 @@ lost, duplicated and mismatched, and every differing row, must be 0.
 
 Usage::
 
-    .venv/bin/python bench/chaos.py [--orders 3000] [--kills 3] [--seed 11]
+    .venv/bin/python bench/chaos.py [--orders 3000] [--kills 3] [--seed 11] [--signal KILL]
 """
 
 # The SQL below names fact tables, KPI views and DuckDB's own column names, never input.
@@ -60,7 +64,7 @@ from allocflow.connectors.landing.schema import FACT_TABLES
 from allocflow.connectors.topic_counts import message_count, topic_values
 from allocflow.models.topics import InputTopic, OutputTopic
 
-RESULTS_PATH = Path(__file__).resolve().parent / "results" / "chaos.json"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ID_FIELDS = ("decision_id", "record_id", "alert_id", "dead_letter_id")
 """The deterministic id of each output record type, in the order they are looked for."""
 WALL_CLOCK_COLUMNS = frozenset(
@@ -90,6 +94,9 @@ version number, depends on batching (see ``OrderStatus``); its content does not.
 SKIPPED_TABLES = frozenset({"landing_offsets", "landing_status"})
 SKIPPED_VIEWS = frozenset({"kpi_allocation_latency"})
 RUN_TIMEOUT_S = 900.0
+STOPPED_ON_REQUEST = 130
+"""Exit code of ``allocflow run`` stopped by SIGINT or SIGTERM."""
+STOP_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -112,6 +119,7 @@ class ChaosReport:
 
     orders: int
     input_messages: int
+    stop_signal: str = signal.SIGKILL.name
     kills: list[float] = field(default_factory=list)
     reference_s: float = 0.0
     chaos_s: float = 0.0
@@ -130,8 +138,20 @@ class ChaosReport:
         )
 
 
-def run_chaos(work: Path, orders: int, kills: int, seed: int, snapshot_s: int) -> ChaosReport:
-    """Run the whole experiment in ``work`` and return its report."""
+def run_chaos(
+    work: Path,
+    orders: int,
+    kills: int,
+    seed: int,
+    snapshot_s: int,
+    *,
+    stop_signal: signal.Signals = signal.SIGKILL,
+) -> ChaosReport:
+    """Run the whole experiment in ``work`` and return its report.
+
+    ``stop_signal`` is what interrupts each start: SIGKILL (a crash) or SIGTERM/SIGINT
+    (a requested stop).
+    """
     with EmbeddedBroker(log_dir=work) as broker:
         connection = broker.connection()
         runs = {name: _output_topics(name) for name in ("ref", "chaos")}
@@ -139,7 +159,11 @@ def run_chaos(work: Path, orders: int, kills: int, seed: int, snapshot_s: int) -
         outputs = [name for names in runs.values() for name in names.values()]
         broker.create_topics([*inputs, *outputs], partitions=4)
         base = _environment(broker.bootstrap_servers)
-        report = ChaosReport(orders=orders, input_messages=_simulate(work, base, orders, seed))
+        report = ChaosReport(
+            orders=orders,
+            input_messages=_simulate(work, base, orders, seed),
+            stop_signal=stop_signal.name,
+        )
         started = time.perf_counter()
         _allocflow(_run_args(work / "ref.duckdb"), base | _topic_env(runs["ref"]), work / "ref.log")
         report.reference_s = time.perf_counter() - started
@@ -156,6 +180,7 @@ def run_chaos(work: Path, orders: int, kills: int, seed: int, snapshot_s: int) -
             reference_decisions=message_count(
                 connection, runs["ref"][OutputTopic.ALLOCATION_DECISIONS]
             ),
+            stop_signal=stop_signal,
         )
         started = time.perf_counter()
         report.kills = _run_with_kills(run, kills, random.Random(seed))
@@ -289,6 +314,7 @@ class _ChaosRun:
         connection: The broker.
         decisions_topic: The run's decisions topic, whose growth shows it is processing.
         reference_decisions: How many decisions the reference run wrote.
+        stop_signal: What interrupts a start.
     """
 
     command: list[str]
@@ -297,10 +323,11 @@ class _ChaosRun:
     connection: KafkaConnection
     decisions_topic: str
     reference_decisions: int
+    stop_signal: signal.Signals
 
 
 def _run_with_kills(run: _ChaosRun, kills: int, rng: random.Random) -> list[float]:
-    """SIGKILL the run ``kills`` times at random moments while it writes; then finish it.
+    """Interrupt the run ``kills`` times at random moments while it writes; then finish it.
 
     Each start is killed once it has written a random 3-10 % of the reference's
     decisions (replays included), so every kill lands mid-output. Three kills cover
@@ -308,10 +335,11 @@ def _run_with_kills(run: _ChaosRun, kills: int, rng: random.Random) -> list[floa
     of output), so even a fast run is killed well before its end.
 
     Returns:
-        Seconds after each (re)start at which the run was killed.
+        Seconds after each (re)start at which the run was interrupted.
 
     Raises:
-        RuntimeError: If a start failed, or ended before its kill.
+        RuntimeError: If a start failed, ended before its interruption, or did not
+            stop as a requested stop should.
     """
     moments = [
         _kill_after(run, round(rng.uniform(0.03, 0.1) * run.reference_decisions))
@@ -324,27 +352,48 @@ def _run_with_kills(run: _ChaosRun, kills: int, rng: random.Random) -> list[floa
 
 
 def _kill_after(run: _ChaosRun, decisions: int) -> float:
-    """Start the run and SIGKILL it once it has written ``decisions`` more decisions.
+    """Start the run and interrupt it once it has written ``decisions`` more decisions.
 
     Returns:
-        Seconds it ran.
+        Seconds it ran until the signal.
 
     Raises:
-        RuntimeError: If it ended before it was killed.
+        RuntimeError: If it ended before the signal, or a requested stop did not end
+            the run with exit code 130 within :data:`STOP_TIMEOUT_S`.
     """
     target = message_count(run.connection, run.decisions_topic) + decisions
     with _started(run.command, run.env, run.log) as process:
         started = time.perf_counter()
         while process.poll() is None:
             if message_count(run.connection, run.decisions_topic) >= target:
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                return round(time.perf_counter() - started, 2)
+                process.send_signal(run.stop_signal)
+                ran = round(time.perf_counter() - started, 2)
+                _check_stopped(process, run)
+                return ran
             time.sleep(0.05)
     raise RuntimeError(
         f"the chaos run ended (exit {process.returncode}) before writing {decisions} "
         f"decisions; see {run.log}"
     )
+
+
+def _check_stopped(process: "subprocess.Popen[bytes]", run: _ChaosRun) -> None:
+    """Wait for the interrupted run; a requested stop must exit 130 in time."""
+    if run.stop_signal is signal.SIGKILL:
+        process.wait()
+        return
+    try:
+        code = process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(
+            f"the run did not stop within {STOP_TIMEOUT_S:.0f} s of {run.stop_signal.name}; "
+            f"see {run.log}"
+        ) from None
+    if code != STOPPED_ON_REQUEST:
+        raise RuntimeError(
+            f"the run exited {code} on {run.stop_signal.name}, not {STOPPED_ON_REQUEST}; "
+            f"see {run.log}"
+        )
 
 
 @contextmanager
@@ -382,7 +431,7 @@ def _command(args: list[str]) -> list[str]:
 def _print(report: ChaosReport) -> None:
     print(f"{report.orders} orders, {report.input_messages:,} input messages")
     print(f"reference run {report.reference_s:.1f} s; chaos run {report.chaos_s:.1f} s")
-    print(f"killed {len(report.kills)} times, after {report.kills} s of each run")
+    print(f"{report.stop_signal} {len(report.kills)} times, after {report.kills} s of each run")
     print(
         f"{'topic':<24}{'reference':>10}{'chaos':>8}{'lost':>6}{'dup':>6}{'mismatch':>9}"
         f"{'replayed':>9}{'statuses':>9}"
@@ -406,16 +455,29 @@ def _git_commit() -> str:
 
 
 def main() -> int:
-    """Run the experiment, print the table, write ``bench/results/chaos.json``."""
+    """Run the experiment, print the table, write ``bench/results/chaos[-term|-int].json``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--snapshot-interval", type=int, default=1)
+    parser.add_argument(
+        "--signal",
+        choices=["KILL", "TERM", "INT"],
+        default="KILL",
+        help="KILL crashes each start; TERM and INT ask it to stop",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON results")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="allocflow-chaos-") as work:
-        report = run_chaos(Path(work), args.orders, args.kills, args.seed, args.snapshot_interval)
+        report = run_chaos(
+            Path(work),
+            args.orders,
+            args.kills,
+            args.seed,
+            args.snapshot_interval,
+            stop_signal=signal.Signals[f"SIG{args.signal}"],
+        )
     _print(report)
     if not args.no_write:
         result = {
@@ -426,7 +488,8 @@ def main() -> int:
             "clean": report.clean,
             **asdict(report),
         }
-        RESULTS_PATH.write_text(json.dumps(result, indent=2) + "\n")
+        suffix = "" if args.signal == "KILL" else f"-{args.signal.lower()}"
+        (RESULTS_DIR / f"chaos{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0 if report.clean else 1
 
 

@@ -16,14 +16,18 @@ wall time is recorded beside it. The overhead of a recovery mode is its extra fl
 time against ``none`` in the same repeat, ``(t_mode / t_none - 1) * 100``; medians of
 those ratios are reported, with the range.
 
-Then, in each repeat, **restart**: a run with a fresh store (snapshots every 5 s) is
-killed with SIGKILL once its ``allocation-decisions.jsonl`` holds half the lines of the
-reference (the first ``none`` run), then restarted with the same store and output
-directory. *Caught up* is the time from starting the restart until that file again
-holds as many lines as at the kill (the resumed sink first cuts the file back to the
-newest snapshot's length, so the count is taken only once the restart has touched the
-file); *finished* is the time until the restart exits. Both include the restart's
-interpreter start-up.
+Then, in each repeat, **restart**, twice: a run with a fresh store (snapshots every
+5 s) is interrupted once its ``allocation-decisions.jsonl`` holds half the lines of the
+reference (the first ``none`` run) and it has run for at least two snapshot intervals
+(so the store holds a snapshot), then restarted with the same store and output
+directory. **kill** interrupts it with SIGKILL, a crash: the restart replays from the
+newest snapshot. **stop** sends SIGTERM (``docker stop``, Ctrl-C's SIGINT alike): the
+run ends its input, delivers its outputs, snapshots where it stopped and exits 130,
+and the restart replays nothing. *Caught up* is the time from starting the restart
+until that file again holds as many lines as at the interruption (the resumed sink
+first cuts the file back to the newest snapshot's length, so the count is taken only
+once the restart has touched the file); *finished* is the time until the restart
+exits. Both include the restart's interpreter start-up.
 
 During every run the decision lines are sampled every 0.25 s: the ``none`` run's
 samples give the time it took to write half its decisions and as many as the killed
@@ -81,6 +85,13 @@ MODES: dict[str, int | None] = {"none": None, "snapshot 5 s": 5, "snapshot 1 s":
 """Runs per repeat: name and snapshot interval in seconds (None: no recovery store)."""
 RESTART_INTERVAL_S = 5
 KILL_FRACTION = 0.5
+KILL_NOT_BEFORE_S = 2 * RESTART_INTERVAL_S
+"""An interruption waits this long after the start: the first epoch closes one interval
+into the flow, and start-up takes about a second, so the store then holds a snapshot."""
+INTERRUPTIONS = {"kill": signal.SIGKILL, "stop": signal.SIGTERM}
+"""How the restarted runs are interrupted: a crash, and a requested stop."""
+STOPPED_ON_REQUEST = 130
+STOP_TIMEOUT_S = 60.0
 POLL_S = 0.05
 SAMPLE_S = 0.25
 MIB = 1024 * 1024
@@ -244,9 +255,15 @@ def timed_run(inputs: Path, work: Path, name: str, interval_s: int | None) -> di
 # --- kill and restart --------------------------------------------------------------------
 
 
-def run_until(process: subprocess.Popen[bytes], counter: LineCounter, lines: int) -> bool:
-    """Poll until ``counter`` reaches ``lines``; False if the process exited first."""
-    while counter.update() < lines:
+def run_until(
+    process: subprocess.Popen[bytes], counter: LineCounter, lines: int, not_before: float = 0.0
+) -> bool:
+    """Poll until ``counter`` reaches ``lines`` and ``perf_counter`` ``not_before``.
+
+    Returns:
+        False if the process exited first.
+    """
+    while counter.update() < lines or time.perf_counter() < not_before:
         if process.poll() is not None:
             return False
         time.sleep(POLL_S)
@@ -261,34 +278,48 @@ def touched_since(path: Path, started_ns: int, process: subprocess.Popen[bytes])
         time.sleep(POLL_S)
 
 
-def kill_and_restart(inputs: Path, work: Path, reference_lines: int) -> dict[str, Any]:
-    """Kill a recovering run at half the reference's decisions, restart it, time the catch-up.
+def interrupt_and_restart(
+    inputs: Path, work: Path, reference_lines: int, interruption: str
+) -> dict[str, Any]:
+    """Interrupt a recovering run at half the reference's decisions, restart it, time it.
+
+    Args:
+        inputs: The input files.
+        work: The repeat's directory.
+        reference_lines: Decision lines of the reference run.
+        interruption: A key of :data:`INTERRUPTIONS`.
 
     Raises:
-        SystemExit: The first run finished before it could be killed.
+        SystemExit: The first run finished before it could be interrupted, or a stopped
+            run did not exit 130 in time.
     """
-    store, out = work / "restart.store", work / "restart"
+    store, out = work / f"restart-{interruption}.store", work / f"restart-{interruption}"
     init_store(store)
     counter = LineCounter(out / DECISIONS)
     started = time.perf_counter()
-    first = start(run_command(inputs, out, store), RESTART_INTERVAL_S, work / "killed")
-    if not run_until(first, counter, int(reference_lines * KILL_FRACTION)):
-        raise SystemExit("the run finished before it could be killed: use more --orders")
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    killed_after = time.perf_counter() - started
+    first = start(run_command(inputs, out, store), RESTART_INTERVAL_S, work / interruption)
+    if not run_until(
+        first, counter, int(reference_lines * KILL_FRACTION), started + KILL_NOT_BEFORE_S
+    ):
+        raise SystemExit("the run finished before it could be interrupted: use more --orders")
+    first.send_signal(INTERRUPTIONS[interruption])
+    interrupted_after = time.perf_counter() - started
+    _wait_interrupted(first, interruption)
     at_kill = LineCounter(out / DECISIONS).update()
     restarted_ns = time.time_ns()
     restarted = time.perf_counter()
-    second = start(run_command(inputs, out, store), RESTART_INTERVAL_S, work / "restarted")
+    second = start(
+        run_command(inputs, out, store), RESTART_INTERVAL_S, work / f"{interruption}-restarted"
+    )
     touched_since(out / DECISIONS, restarted_ns, second)
     resumed = LineCounter(out / DECISIONS)
     resumed_at = resumed.update()
     caught_up = run_until(second, resumed, at_kill)
     caught_up_s = time.perf_counter() - restarted
-    result = finished_run(second, work / "restarted")
+    result = finished_run(second, work / f"{interruption}-restarted")
     return {
-        "killed_after_seconds": round(killed_after, 2),
+        "signal": INTERRUPTIONS[interruption].name,
+        "killed_after_seconds": round(interrupted_after, 2),
         "decision_lines_at_kill": at_kill,
         "decision_lines_when_restart_first_seen": resumed_at,
         "caught_up_seconds": round(caught_up_s, 2) if caught_up else None,
@@ -296,6 +327,20 @@ def kill_and_restart(inputs: Path, work: Path, reference_lines: int) -> dict[str
         "restart_flow_seconds": result["flow_seconds"],
         "store_mib": store_mib(store),
     }
+
+
+def _wait_interrupted(process: subprocess.Popen[bytes], interruption: str) -> None:
+    """Wait for the interrupted run; a stopped one must exit 130 within the timeout."""
+    if INTERRUPTIONS[interruption] is signal.SIGKILL:
+        process.wait()
+        return
+    try:
+        code = process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise SystemExit(f"the stopped run did not exit within {STOP_TIMEOUT_S:.0f} s") from None
+    if code != STOPPED_ON_REQUEST:
+        raise SystemExit(f"the stopped run exited {code}, not {STOPPED_ON_REQUEST}")
 
 
 # --- comparing outputs -----------------------------------------------------------------------
@@ -371,20 +416,23 @@ def repeat_once(inputs: Path, work: Path, repeat: int, reference: Path | None) -
     for name in names:
         runs[name]["outputs"] = compare_outputs(reference, work / name.replace(" ", "-"))
     reference_lines = LineCounter(reference / DECISIONS).update()
-    log(f"repeat {repeat + 1}: kill at {KILL_FRACTION:.0%} and restart")
-    restart = kill_and_restart(inputs, work, reference_lines)
-    restart["outputs"] = compare_outputs(reference, work / "restart")
     timeline = runs["none"].pop("timeline")
     for run in runs.values():
         run.pop("timeline", None)
-    restart["no_recovery_run_seconds"] = runs["none"]["wall_seconds"]
-    restart["no_recovery_seconds_to_kill_lines"] = seconds_to(
-        timeline, restart["decision_lines_at_kill"]
-    )
+    restarts = {}
+    for interruption in INTERRUPTIONS:
+        log(f"repeat {repeat + 1}: {interruption} at {KILL_FRACTION:.0%} and restart")
+        restart = interrupt_and_restart(inputs, work, reference_lines, interruption)
+        restart["outputs"] = compare_outputs(reference, work / f"restart-{interruption}")
+        restart["no_recovery_run_seconds"] = runs["none"]["wall_seconds"]
+        restart["no_recovery_seconds_to_kill_lines"] = seconds_to(
+            timeline, restart["decision_lines_at_kill"]
+        )
+        restarts[interruption] = restart
     runs["none"]["seconds_to_half_decisions"] = seconds_to(
         timeline, int(runs["none"]["decision_lines"] * KILL_FRACTION)
     )
-    return {"order": names, "runs": runs, "restart": restart}
+    return {"order": names, "runs": runs, "restarts": restarts}
 
 
 def _median_range(values: list[float], digits: int = 1) -> dict[str, float]:
@@ -413,16 +461,22 @@ def summarize(repeats: list[dict[str, Any]]) -> dict[str, Any]:
             "store_mib": _median_range(stores, 2) if stores else None,
             "outputs_equal": all(run["outputs"]["equal"] for run in runs),
         }
-    restarts = [repeat["restart"] for repeat in repeats]
-    caught = [r["caught_up_seconds"] for r in restarts if r["caught_up_seconds"] is not None]
     return {
         "modes": modes,
-        "restart": {
-            "killed_after_seconds": _median_range([r["killed_after_seconds"] for r in restarts]),
-            "caught_up_seconds": _median_range(caught) if caught else None,
-            "finished_seconds": _median_range([r["finished_seconds"] for r in restarts]),
-            "outputs_equal": all(r["outputs"]["equal"] for r in restarts),
+        "restarts": {
+            interruption: _restart_summary([repeat["restarts"][interruption] for repeat in repeats])
+            for interruption in INTERRUPTIONS
         },
+    }
+
+
+def _restart_summary(restarts: list[dict[str, Any]]) -> dict[str, Any]:
+    caught = [r["caught_up_seconds"] for r in restarts if r["caught_up_seconds"] is not None]
+    return {
+        "killed_after_seconds": _median_range([r["killed_after_seconds"] for r in restarts]),
+        "caught_up_seconds": _median_range(caught) if caught else None,
+        "finished_seconds": _median_range([r["finished_seconds"] for r in restarts]),
+        "outputs_equal": all(r["outputs"]["equal"] for r in restarts),
     }
 
 
@@ -451,6 +505,7 @@ def measure(orders: int, seed: int, repeats: int, working_tree: bool) -> dict[st
         "input_events": runs[0]["runs"]["none"]["inputs"],
         "repeats": repeats,
         "kill_fraction": KILL_FRACTION,
+        "kill_not_before_s": KILL_NOT_BEFORE_S,
         "restart_snapshot_interval_s": RESTART_INTERVAL_S,
         "summary": summarize(runs),
         "runs": runs,
@@ -488,7 +543,8 @@ def render(result: dict[str, Any]) -> str:
     ]
     restart_header = [
         "repeat",
-        "killed after s",
+        "signal",
+        "after s",
         "decision lines at kill",
         "at restart",
         "caught up s",
@@ -500,6 +556,7 @@ def render(result: dict[str, Any]) -> str:
     restart_rows = [
         [
             str(number),
+            r["signal"],
             str(r["killed_after_seconds"]),
             f"{r['decision_lines_at_kill']:,}",
             f"{r['decision_lines_when_restart_first_seen']:,}",
@@ -509,19 +566,23 @@ def render(result: dict[str, Any]) -> str:
             str(r["no_recovery_seconds_to_kill_lines"]),
             str(r["outputs"]["equal"]),
         ]
-        for number, r in enumerate((repeat["restart"] for repeat in result["runs"]), 1)
+        for number, repeat in enumerate(result["runs"], 1)
+        for r in repeat["restarts"].values()
     ]
-    restart = summary["restart"]
+    lines = [
+        f"{interruption} and restart (snapshots every {result['restart_snapshot_interval_s']} "
+        f"s): caught up {_span(restart['caught_up_seconds'], ' s')}, finished "
+        f"{_span(restart['finished_seconds'], ' s')}; outputs equal the reference: "
+        f"{restart['outputs_equal']}"
+        for interruption, restart in summary["restarts"].items()
+    ]
     return "\n\n".join(
         [
             f"{result['input_events']:,} input events, {result['repeats']} repeat(s); "
             "median (min..max)",
             table(header, rows),
             table(restart_header, restart_rows),
-            f"restart (snapshots every {result['restart_snapshot_interval_s']} s): caught up "
-            f"{_span(restart['caught_up_seconds'], ' s')}, finished "
-            f"{_span(restart['finished_seconds'], ' s')}; outputs equal the reference: "
-            f"{restart['outputs_equal']}",
+            "\n".join(lines),
         ]
     )
 

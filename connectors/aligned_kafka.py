@@ -95,6 +95,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from allocflow.connectors.input_stop import input_stop_requested
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.connectors.kafka_health import (
     LOG_EVERY_S,
@@ -513,9 +514,13 @@ class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]
             Up to ``batch_size`` messages in merge order; empty when none is released.
 
         Raises:
-            StopIteration: ``tail=False`` and every partition is read and emitted.
+            StopIteration: ``tail=False`` and every partition is read and emitted, or
+                a stop was requested (:mod:`allocflow.connectors.input_stop`); the
+                snapshot then resumes at the earliest message not emitted.
             AlignedKafkaError: The client reported a fatal error.
         """
+        if input_stop_requested():
+            raise StopIteration
         self._restart_recreated(self._guard.take_recreated())
         self._ingest(self._consume())
         now = time.monotonic()

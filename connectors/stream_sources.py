@@ -33,6 +33,7 @@ from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
+from allocflow.connectors.input_stop import input_stop_requested
 from allocflow.connectors.kafka_config import KafkaConnection
 
 _LOG = logging.getLogger(__name__)
@@ -188,8 +189,11 @@ class MergedFilePartition(StatefulSourcePartition[RawMessage, int]):
         """Return the next messages in merge order.
 
         Raises:
-            StopIteration: Every line of every file was emitted.
+            StopIteration: Every line of every file was emitted, or a stop was
+                requested (:mod:`allocflow.connectors.input_stop`).
         """
+        if input_stop_requested():
+            raise StopIteration
         batch = [self._message(item) for item in islice(self._merged, self._batch_size)]
         if not batch:
             raise StopIteration

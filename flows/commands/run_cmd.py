@@ -10,6 +10,7 @@ import duckdb
 from bytewax.errors import BytewaxRuntimeError
 
 from allocflow.connectors.aligned_kafka import AlignedKafkaError
+from allocflow.connectors.input_stop import inputs_end_on_signals
 from allocflow.connectors.kafka_health import KafkaWaitTimeoutError, wait_for_kafka
 from allocflow.connectors.kafka_io import DeliveryError, TopicReadError
 from allocflow.connectors.landing.schema import SchemaMismatchError
@@ -107,12 +108,28 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if not _wait_for_kafka(config.endpoints, settings.broker_wait_timeout_s):
             return 1
         return _run_kafka(args, config, config.endpoints, recovery)
+    return _run_files(args, config, config.endpoints, recovery)
+
+
+def _run_files(
+    args: argparse.Namespace,
+    config: AllocationFlowConfig,
+    endpoints: FileEndpoints,
+    recovery: Recovery | None,
+) -> int:
+    """Run the file flow, print its accounting and land it with --db.
+
+    SIGINT or SIGTERM ends the input early (:func:`_stopped_on_request`).
+    """
     started = time.perf_counter()
-    run_dataflow(build_allocation_flow(config), args.workers, recovery)
+    with inputs_end_on_signals() as stop_requested:
+        run_dataflow(build_allocation_flow(config), args.workers, recovery)
+        if stop_requested.is_set():
+            return _stopped_on_request(recovery)
     _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
-    _print_accounting(config.endpoints)
+    _print_accounting(endpoints)
     if args.db is not None:
-        return _land_files(args.db, config.endpoints)
+        return _land_files(args.db, endpoints)
     return 0
 
 
@@ -137,19 +154,40 @@ def _run_kafka(
     endpoints: KafkaEndpoints,
     recovery: Recovery | None,
 ) -> int:
-    """Run the Kafka flow (with a lander beside it for --db); exit 1 if Kafka fails it."""
+    """Run the Kafka flow (with a lander beside it for --db); exit 1 if Kafka fails it.
+
+    SIGINT or SIGTERM (Ctrl-C, ``docker stop``) ends the input and lets the flow
+    deliver its outputs; the run then exits 130 (:func:`_stopped_on_request`).
+    """
     started = time.perf_counter()
     if args.db is None:
-        if not _run_flow(config, args.workers, recovery):
-            return 1
+        with inputs_end_on_signals() as stop_requested:
+            if not _run_flow(config, args.workers, recovery):
+                return 1
+            if stop_requested.is_set():
+                return _stopped_on_request(recovery)
         _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
         return _print_kafka_accounting(endpoints)
-    with _kafka_lander(args, endpoints) as lander:
+    with _kafka_lander(args, endpoints) as lander, inputs_end_on_signals() as stop_requested:
         if not _run_flow(config, args.workers, recovery):
             return 1
+        if stop_requested.is_set():
+            _finish_landing(lander, drain=False)
+            return _stopped_on_request(recovery)
         _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
         accounted = _print_kafka_accounting(endpoints)
         return _finish_landing(lander, drain=args.no_tail) or accounted
+
+
+def _stopped_on_request(recovery: Recovery | None) -> int:
+    """Say where a run stopped on a signal leaves the user; exit code 130."""
+    resume = (
+        f"a run with --recovery-dir {recovery.directory} resumes after the last input read"
+        if recovery is not None
+        else "without a recovery store, a new run starts again from the start of the inputs"
+    )
+    print(f"allocflow run: stopped on request, outputs delivered; {resume}", file=sys.stderr)
+    return 130
 
 
 def _run_flow(config: AllocationFlowConfig, workers: int, recovery: Recovery | None) -> bool:
