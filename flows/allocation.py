@@ -40,6 +40,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulBatchLogic
 
 from allocflow.connectors.aligned_kafka import aligned_kafka_source
+from allocflow.connectors.input_stop import input_stop_requested
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.connectors.policy_file import default_policy, load_policy
 from allocflow.connectors.stream_sinks import CheckedKafkaSink, write_json_lines
@@ -301,7 +302,14 @@ class _GateLogic(StatefulBatchLogic[Admission, _Gated, bytes]):
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[tuple[DqAlert, ...], bool]:
-        """Return the alerts the gate raises when the input ends."""
+        """Return the alerts the gate raises when the input ends.
+
+        An input ended by a requested stop (:mod:`allocflow.connectors.input_stop`)
+        has not ended: the events still waiting for their parent stay waiting, in
+        the snapshot, for the run that resumes.
+        """
+        if input_stop_requested():
+            return (), StatefulBatchLogic.RETAIN
         return self._gate.finish(), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:

@@ -3,6 +3,7 @@
 import argparse
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -168,15 +169,29 @@ def _run_kafka(
                 return _stopped_on_request(recovery)
         _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
         return _print_kafka_accounting(endpoints)
+    return _run_kafka_and_land(args, config, endpoints, recovery)
+
+
+def _run_kafka_and_land(
+    args: argparse.Namespace,
+    config: AllocationFlowConfig,
+    endpoints: KafkaEndpoints,
+    recovery: Recovery | None,
+) -> int:
+    """Run the Kafka flow with ``allocflow land`` beside it (--db); see :func:`_run_kafka`."""
+    started = time.perf_counter()
     with _kafka_lander(args, endpoints) as lander, inputs_end_on_signals() as stop_requested:
         if not _run_flow(config, args.workers, recovery):
             return 1
         if stop_requested.is_set():
-            _finish_landing(lander, drain=False)
+            lander.stop()
             return _stopped_on_request(recovery)
         _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
         accounted = _print_kafka_accounting(endpoints)
-        return _finish_landing(lander, drain=args.no_tail) or accounted
+        landed = _finish_landing(lander, drain=args.no_tail, stop_requested=stop_requested)
+        if stop_requested.is_set():
+            return _stopped_on_request(recovery)
+        return landed or accounted
 
 
 def _stopped_on_request(recovery: Recovery | None) -> int:
@@ -258,6 +273,7 @@ def _print_kafka_accounting(endpoints: KafkaEndpoints) -> int:
 
 _LANDER_DRAIN_IDLE_S = 5.0
 _LANDER_DRAIN_TIMEOUT_S = 600.0
+_LANDER_POLL_S = 0.5
 
 
 def _kafka_lander(args: argparse.Namespace, endpoints: KafkaEndpoints) -> ChildProcess:
@@ -279,12 +295,30 @@ def _kafka_lander(args: argparse.Namespace, endpoints: KafkaEndpoints) -> ChildP
     return ChildProcess("lander", command, log_path)
 
 
-def _finish_landing(lander: ChildProcess, *, drain: bool) -> int:
-    code = lander.wait(_LANDER_DRAIN_TIMEOUT_S) if drain else lander.stop()
+def _finish_landing(lander: ChildProcess, *, drain: bool, stop_requested: threading.Event) -> int:
+    """Let the lander drain the topics (or stop it); 1 if it failed or did not drain in time.
+
+    A stop requested while it drains stops it at once; it resumes from its offsets.
+    """
+    code = _drained(lander, stop_requested) if drain else lander.stop()
+    if stop_requested.is_set():
+        return 0
     if code != 0:
         print(f"allocflow run: the lander failed; see {lander.log_path}", file=sys.stderr)
         return 1
     return 0
+
+
+def _drained(lander: ChildProcess, stop_requested: threading.Event) -> int | None:
+    """Wait for the lander to exit on its own; stop it on request; None on timeout."""
+    deadline = time.monotonic() + _LANDER_DRAIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        code = lander.wait(_LANDER_POLL_S)
+        if code is not None:
+            return code
+        if stop_requested.is_set():
+            return lander.stop()
+    return None
 
 
 def _land_files(db: Path, endpoints: FileEndpoints) -> int:

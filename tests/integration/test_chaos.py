@@ -50,7 +50,7 @@ def test_three_kills_lose_duplicate_and_change_nothing(tmp_path: Path) -> None:
 def test_stops_on_sigterm_resume_without_replaying_anything(tmp_path: Path) -> None:
     chaos = _harness()
     report = chaos.run_chaos(
-        tmp_path, orders=1200, kills=2, seed=3, snapshot_s=5, stop_signal=signal.SIGTERM
+        tmp_path, orders=3000, kills=2, seed=3, snapshot_s=5, stop_signal=signal.SIGTERM
     )
     assert len(report.kills) == 2
     for comparison in report.topics:

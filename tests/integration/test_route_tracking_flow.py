@@ -6,10 +6,18 @@ router and lane trackers fed the merged, decoded shipment and carrier events in 
 dataflow's order. The
 file replay runs days of event time in seconds of wall time: the tracker keeps its
 deadlines in event time and uses no wall-clock timer, so the replay neither waits nor
-spins, and its alerts are exactly the reference's.
+spins, and its alerts are exactly the reference's. A tailing Kafka run over a backlog
+months behind the wall clock raises every alert, then idles without burning CPU
+(Bytewax's event clock spins in that case, bytewax/bytewax#578), and SIGTERM stops it
+cleanly.
 """
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +27,7 @@ import pytest
 
 from allocflow.connectors.broker import EmbeddedBroker
 from allocflow.connectors.kafka_io import read_topic
+from allocflow.connectors.topic_counts import message_count
 from allocflow.flows.cli import main
 from allocflow.flows.tracking.lane import LaneTracker
 from allocflow.flows.tracking.router import TrackingRouter, is_tracked
@@ -143,6 +152,59 @@ def test_kafka_run_produces_the_route_alerts(
         record.key == (alert["shipment_id"] or f"{alert['carrier_id']}|{alert['lane']}").encode()
         for record, alert in zip(records, produced, strict=True)
     )
+
+
+IDLE_WINDOW_S = 5.0
+IDLE_CPU_SHARE = 0.25
+"""Most of one core a caught-up run may use while it waits: a spinning event clock
+uses all of it; polling Kafka uses about 1 %."""
+
+
+def test_a_tailing_run_behind_the_wall_clock_idles_and_stops_on_sigterm(
+    kafka_broker: EmbeddedBroker,
+    pipeline_topics: dict[InputTopic | OutputTopic, str],
+    reference: tuple[Records, Records],
+    tmp_path: Path,
+) -> None:
+    assert main([*SIMULATE, "--no-progress", "--manifest", str(tmp_path / "manifest.json")]) == 0
+    log = tmp_path / "run.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "allocflow.flows.cli", "run"],
+            env=dict(os.environ),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        alerts = pipeline_topics[OutputTopic.ROUTE_ALERTS]
+        _wait_for(lambda: message_count(kafka_broker.connection(), alerts) >= len(reference[0]))
+        busy = _cpu_seconds(process.pid)
+        time.sleep(IDLE_WINDOW_S)
+        assert _cpu_seconds(process.pid) - busy < IDLE_CPU_SHARE * IDLE_WINDOW_S
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = log.read_text()
+    assert "stopped on request, outputs delivered" in text
+    assert "panicked" not in text
+    assert "leaked" not in text
+    assert message_count(kafka_broker.connection(), alerts) == len(reference[0])
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the tailing run did not catch up in time"
+        time.sleep(0.5)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _finding(alert: dict[str, Any]) -> tuple[str, str | None, str]:

@@ -2,11 +2,15 @@
 
 import doctest
 import importlib
+import signal
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from bytewax.operators import StatefulBatchLogic
 from pydantic import ValidationError
 
+from allocflow.connectors.input_stop import inputs_end_on_signals
+from allocflow.flows.allocation import _GateLogic
 from allocflow.models.carrier import CarrierInTransit
 from allocflow.models.codec import ContractError, decode_event, encode_event
 from allocflow.models.dead_letter import DeadLetterReason
@@ -330,6 +334,18 @@ def test_order_within_grace_cancels_the_orphan() -> None:
     admit(gate, ORDERS, order("e-o", 59, "SO-9"))
     assert admit(gate, RES, snapshot("e-1", 600)).alerts == ()
     assert gate.finish() == ()
+
+
+def test_a_requested_stop_leaves_the_waiting_orphans_to_the_resumed_run() -> None:
+    logic = _GateLogic(QualityGate())
+    event = scan("e-c", 3, "SH-404")
+    logic.on_batch([(CARRIER, event, encode_event(event))])
+    with inputs_end_on_signals():
+        signal.raise_signal(signal.SIGTERM)
+        assert logic.on_eof() == ((), StatefulBatchLogic.RETAIN)
+    resumed = _GateLogic.resume(GateSettings(), logic.snapshot())
+    (alert,), _ = resumed.on_eof()
+    assert (alert.check, alert.event_id) == (DqCheck.ORPHAN, "e-c")
 
 
 def test_carrier_scan_for_unknown_shipment_is_an_orphan_at_end_of_input() -> None:
