@@ -27,7 +27,14 @@ import streamlit as st
 
 from allocflow.connectors.landing.snapshot import snapshot_path
 from allocflow.dashboards import queries
-from allocflow.dashboards.queries import Filters, Grain, QueueFilters, Selection
+from allocflow.dashboards.queries import (
+    Filters,
+    FreshnessLimits,
+    Grain,
+    QueueFilters,
+    Selection,
+)
+from allocflow.flows.settings import Settings
 
 DB_ENV = "ALLOCFLOW_DASHBOARD_DB"
 """Environment variable naming the database when the app gets no ``--db``."""
@@ -370,8 +377,19 @@ class Quality:
     freshness: pl.DataFrame
 
 
+def freshness_limits() -> FreshnessLimits:
+    """The pipeline's stale-feed and stale-node limits, from its ``ALLOCFLOW_DQ_*`` settings.
+
+    The dashboard runs with the pipeline's environment (``allocflow dashboard``
+    validated it at start), so its highlighting follows the same limits as the alerts.
+    Read at every refresh (about a millisecond), so a test or a restart with other
+    settings never sees stale ones.
+    """
+    return FreshnessLimits.of(Settings().gate_settings())
+
+
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_quality(db: str) -> Quality:
+def load_quality(db: str, limits: FreshnessLimits) -> Quality:
     """Dead-letter and data-quality counts, pass rates, open alerts and feed freshness."""
     with read_only(Path(db)) as (con, source):
         return Quality(
@@ -382,7 +400,7 @@ def load_quality(db: str) -> Quality:
             stream_alerts=queries.stream_alerts_per_hour(con),
             flagged=queries.flagged_share(con),
             open_alerts=queries.open_alerts(con),
-            freshness=queries.feed_freshness(con),
+            freshness=queries.feed_freshness(con, limits),
         )
 
 

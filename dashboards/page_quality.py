@@ -6,11 +6,7 @@ import polars as pl
 import streamlit as st
 
 from allocflow.dashboards import charts, data, ui
-from allocflow.dashboards.queries import (
-    STALE_FEED_HOURS,
-    STALE_NODE_HOURS,
-    STALE_ORDERS_FEED_HOURS,
-)
+from allocflow.dashboards.queries import FreshnessLimits
 
 _STALE_STYLE = "background-color: rgba(255, 75, 75, 0.25)"
 
@@ -104,12 +100,12 @@ def _stale(row: Any) -> list[str]:
     return [_STALE_STYLE if row["stale"] else ""] * len(row)
 
 
-def _freshness(freshness: pl.DataFrame) -> None:
+def _freshness(freshness: pl.DataFrame, limits: FreshnessLimits) -> None:
     st.subheader("Feed freshness")
     st.caption(
-        f"Hours from each source's last event to the watermark; highlighted beyond "
-        f"{STALE_FEED_HOURS:.0f} h for a feed ({STALE_ORDERS_FEED_HOURS:.0f} h for orders, "
-        f"quiet over weekends) or {STALE_NODE_HOURS:.0f} h for a node, the gates' defaults."
+        "Hours from each source's last event to the watermark; highlighted beyond "
+        f"{limits_text(limits)}: the pipeline's stale-feed and stale-node limits "
+        "(`ALLOCFLOW_DQ_STALE_*` settings)."
     )
     st.dataframe(
         freshness.to_pandas().style.apply(_stale, axis=1),
@@ -121,16 +117,24 @@ def _freshness(freshness: pl.DataFrame) -> None:
     )
 
 
+def limits_text(limits: FreshnessLimits) -> str:
+    """The limits in words, e.g. "24 h for a feed (orders 72 h) or 8 h for a node"."""
+    own = ", ".join(f"{feed} {hours:g} h" for feed, hours in limits.by_feed_hours)
+    feeds = f"{limits.feed_hours:g} h for a feed" + (f" ({own})" if own else "")
+    return f"{feeds} or {limits.node_hours:g} h for a node"
+
+
 @st.fragment(run_every=ui.REFRESH_S)
 def _live(db: str) -> None:
     try:
-        quality = data.load_quality(db)
+        limits = data.freshness_limits()
+        quality = data.load_quality(db, limits)
         ui.freshness(quality.status)
         _totals(quality)
         _checks(quality)
         _open_alerts(quality)
         _dead_letter_browser(db, quality.dead_letter_counts)
-        _freshness(quality.freshness)
+        _freshness(quality.freshness, limits)
     except data.DataUnavailableError as error:
         ui.unavailable(error)
 

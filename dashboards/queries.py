@@ -34,6 +34,7 @@ from allocflow.connectors.landing.kpi_views import (
 )
 from allocflow.connectors.landing.snapshot import CLOSED_EXCEPTIONS_DAYS
 from allocflow.models.route_alerts import RouteAlertKind
+from allocflow.quality.settings import GateSettings
 
 Grain = Literal["hour", "day"]
 """Time grain of a trend: one point per hour or per day."""
@@ -53,16 +54,50 @@ HOURLY_TREND_LIMIT = timedelta(days=7)
 ShipmentDimension = Literal["carrier_id", "lane"]
 """A column on-time rates can be broken down by."""
 
-# The gates' stale_feed_after, stale_feed_after_by_feed and stale_node_after defaults
-# (docs/data-quality.md, "Parameters"); the dashboard does not import the quality package.
-STALE_FEED_HOURS = 24.0
-"""A feed whose last event is this many hours behind the watermark is stale."""
 
-STALE_ORDERS_FEED_HOURS = 72.0
-"""The ``orders`` feed's own limit: no orders arrive over a weekend."""
+@dataclass(frozen=True)
+class FreshnessLimits:
+    """How far behind the watermark a source may fall before the dashboard calls it stale.
 
-STALE_NODE_HOURS = 8.0
-"""A node (warehouse) whose last event is this many hours behind the watermark is stale."""
+    The same limits as the pipeline's stale-feed and stale-node checks, in hours:
+    :meth:`of` takes them from its gate settings.
+
+    Attributes:
+        feed_hours: Any feed without its own limit.
+        by_feed_hours: (feed, hours) pairs: the feeds with their own limit.
+        node_hours: A node (warehouse), on any feed.
+
+    Example:
+        >>> from allocflow.quality.settings import GateSettings
+        >>> limits = FreshnessLimits.of(GateSettings())
+        >>> limits.for_feed("orders"), limits.for_feed("shipments"), limits.node_hours
+        (72.0, 24.0, 8.0)
+    """
+
+    feed_hours: float
+    by_feed_hours: tuple[tuple[str, float], ...]
+    node_hours: float
+
+    @classmethod
+    def of(cls, gate: GateSettings) -> "FreshnessLimits":
+        """The limits of the gate settings ``gate``."""
+        return cls(
+            feed_hours=_hours(gate.stale_feed_after),
+            by_feed_hours=tuple(
+                (feed, _hours(after))
+                for feed, after in sorted(gate.stale_feed_after_by_feed.items())
+            ),
+            node_hours=_hours(gate.stale_node_after),
+        )
+
+    def for_feed(self, feed: str) -> float:
+        """The limit of a feed's sources, in hours."""
+        return dict(self.by_feed_hours).get(feed, self.feed_hours)
+
+
+def _hours(duration: timedelta) -> float:
+    return duration.total_seconds() / 3600
+
 
 _SHIPMENT_DIMENSIONS: tuple[ShipmentDimension, ...] = ("carrier_id", "lane")
 _PREVIEW_BYTES = 240
@@ -854,26 +889,28 @@ def open_alerts(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pl.DataFram
     return _frame(con, sql, {"limit": limit}).drop("part")
 
 
-def feed_freshness(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def feed_freshness(con: duckdb.DuckDBPyConnection, limits: FreshnessLimits) -> pl.DataFrame:
     """Hours behind the watermark per feed, source and node, stalest first.
 
-    A row with a node is stale beyond :data:`STALE_NODE_HOURS`, a row of the ``orders``
-    feed beyond :data:`STALE_ORDERS_FEED_HOURS`, any other beyond
-    :data:`STALE_FEED_HOURS`. Columns: ``feed``, ``source``, ``node_id``, ``events``,
-    ``last_event_time``, ``hours_behind_watermark``, ``stale_after_hours``, ``stale``.
+    A row with a node is stale beyond ``limits.node_hours``, any other beyond its
+    feed's limit (:meth:`FreshnessLimits.for_feed`). Columns: ``feed``, ``source``,
+    ``node_id``, ``events``, ``last_event_time``, ``hours_behind_watermark``,
+    ``stale_after_hours``, ``stale``.
     """
     sql = """
-        SELECT feed, source, node_id, CAST(events AS BIGINT) AS events, last_event_time,
-               hours_behind_watermark,
-               CASE WHEN node_id IS NOT NULL THEN $node_hours
-                    WHEN feed = 'orders' THEN $orders_hours
-                    ELSE $feed_hours END AS stale_after_hours,
-               coalesce(hours_behind_watermark > stale_after_hours, false) AS stale
-        FROM feed_freshness
-        ORDER BY hours_behind_watermark DESC NULLS LAST, feed, source, node_id"""
-    limits: dict[str, object] = {
-        "feed_hours": STALE_FEED_HOURS,
-        "orders_hours": STALE_ORDERS_FEED_HOURS,
-        "node_hours": STALE_NODE_HOURS,
+        WITH limits AS (
+            SELECT unnest($feeds::VARCHAR[]) AS feed, unnest($hours::DOUBLE[]) AS hours)
+        SELECT f.feed, f.source, f.node_id, CAST(f.events AS BIGINT) AS events,
+               f.last_event_time, f.hours_behind_watermark,
+               CASE WHEN f.node_id IS NOT NULL THEN $node_hours
+                    ELSE coalesce(l.hours, $feed_hours) END AS stale_after_hours,
+               coalesce(f.hours_behind_watermark > stale_after_hours, false) AS stale
+        FROM feed_freshness f LEFT JOIN limits l ON l.feed = f.feed
+        ORDER BY f.hours_behind_watermark DESC NULLS LAST, f.feed, f.source, f.node_id"""
+    parameters: dict[str, object] = {
+        "feeds": [feed for feed, _ in limits.by_feed_hours],
+        "hours": [hours for _, hours in limits.by_feed_hours],
+        "feed_hours": limits.feed_hours,
+        "node_hours": limits.node_hours,
     }
-    return _frame(con, sql, limits)
+    return _frame(con, sql, parameters)

@@ -26,7 +26,7 @@ from streamlit.testing.v1 import AppTest
 from allocflow.connectors.landing.records import LandingRecord
 from allocflow.connectors.landing.snapshot import publish_snapshot, snapshot_path
 from allocflow.connectors.landing.writer import DuckDBWriter
-from allocflow.dashboards import queries, ui
+from allocflow.dashboards import data, queries, ui
 from allocflow.dashboards.data import DB_ENV
 from allocflow.dashboards.queries import Filters, Selection
 from allocflow.dashboards.server import APP_PATH
@@ -403,7 +403,7 @@ def _quality_tiles(db: Path) -> dict[str, str]:
         dead_letters = queries.dead_letter_counts(connection)["dead_letters"].sum()
         flagged = queries.flagged_share(connection)
         runs = queries.gx_pass_rates(connection)
-        stale = queries.feed_freshness(connection)["stale"].sum()
+        stale = queries.feed_freshness(connection, data.freshness_limits())["stale"].sum()
     latest = runs.filter(pl.col("detected_at") == pl.col("detected_at").max())
     alerts, events = flagged["alerts"].sum(), flagged["events"].sum()
     return {
@@ -455,9 +455,28 @@ def test_data_quality_checks_alerts_and_freshness(
     assert list(alerts["event_id"].iloc[1:]) == ["evt-o-5", "evt-r-91", "evt-r-17"]
     freshness = _table(app, "hours_behind_watermark")
     with duckdb.connect(str(checked_db), read_only=True) as connection:
-        expected = queries.feed_freshness(connection)
+        expected = queries.feed_freshness(connection, data.freshness_limits())
     assert freshness["stale"].sum() == expected["stale"].sum() > 0
     assert _tiles(app)["Stale sources"] == str(expected["stale"].sum())
+
+
+def test_freshness_follows_the_pipelines_stale_feed_settings(
+    monkeypatch: pytest.MonkeyPatch, checked_db: Path
+) -> None:
+    monkeypatch.setenv("ALLOCFLOW_DQ_STALE_FEED_AFTER_S", str(1000 * 3600))
+    monkeypatch.setenv("ALLOCFLOW_DQ_STALE_FEED_AFTER_BY_FEED_S", '{"shipments": 1800}')
+    monkeypatch.setenv("ALLOCFLOW_DQ_STALE_NODE_AFTER_S", str(1000 * 3600))
+    app = _run(_app(monkeypatch, "--db", str(checked_db)), "page_quality.py")
+
+    captions = " ".join(c.value for c in app.caption)
+    assert "highlighted beyond 1000 h for a feed (shipments 0.5 h) or 1000 h for a node" in captions
+    freshness = _table(app, "hours_behind_watermark")
+    limits = data.freshness_limits()
+    assert limits.for_feed("shipments") == 0.5
+    with duckdb.connect(str(checked_db), read_only=True) as connection:
+        expected = queries.feed_freshness(connection, limits)
+    assert list(freshness["stale"]) == list(expected["stale"])
+    assert set(expected.filter("stale")["feed"]) <= {"shipments"}
 
 
 def test_dead_letter_browser_shows_one_record(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from allocflow.dashboards import data, queries
 from allocflow.dashboards.queries import Filters, QueueFilters, Selection
+from allocflow.quality.settings import GateSettings
 
 pytestmark = pytest.mark.unit
 
@@ -685,16 +686,20 @@ def test_open_alerts_are_the_latest_runs_failures_then_newest_alerts(
     ]
 
 
+DEFAULT_LIMITS = queries.FreshnessLimits.of(GateSettings())
+
+
 def test_feed_freshness_flags_stale_feeds_and_nodes(con: duckdb.DuckDBPyConnection) -> None:
-    freshness = queries.feed_freshness(con)
+    freshness = queries.feed_freshness(con, DEFAULT_LIMITS)
 
     assert freshness.height == _one(con, "SELECT count(*) FROM feed_freshness") > 10
     assert freshness["hours_behind_watermark"].is_sorted(descending=True)
     for row in freshness.iter_rows(named=True):
-        limit = _stale_after_hours(row["feed"], row["node_id"])
+        limit = _stale_after_hours(DEFAULT_LIMITS, row["feed"], row["node_id"])
         assert row["stale_after_hours"] == limit
         assert row["stale"] == (row["hours_behind_watermark"] > limit)
-    assert queries.STALE_NODE_HOURS < queries.STALE_FEED_HOURS < queries.STALE_ORDERS_FEED_HOURS
+    assert (DEFAULT_LIMITS.node_hours, DEFAULT_LIMITS.feed_hours) == (8, 24)
+    assert DEFAULT_LIMITS.by_feed_hours == (("orders", 72),)
     orders = freshness.filter(pl.col("feed") == "orders", pl.col("node_id").is_null())
     # The OMS placed its last order 132 h before the watermark; the ERP still places and
     # releases credit holds.
@@ -702,10 +707,28 @@ def test_feed_freshness_flags_stale_feeds_and_nodes(con: duckdb.DuckDBPyConnecti
     assert not freshness.filter(feed="carrier-events")["stale"].any()
 
 
-def _stale_after_hours(feed: str, node_id: str | None) -> float:
-    if node_id is not None:
-        return queries.STALE_NODE_HOURS
-    return queries.STALE_ORDERS_FEED_HOURS if feed == "orders" else queries.STALE_FEED_HOURS
+def test_feed_freshness_follows_the_pipelines_own_limits(con: duckdb.DuckDBPyConnection) -> None:
+    limits = queries.FreshnessLimits.of(
+        GateSettings(
+            stale_feed_after=timedelta(hours=1000),
+            stale_feed_after_by_feed={
+                "orders": timedelta(hours=200),
+                "shipments": timedelta(hours=1),
+            },
+            stale_node_after=timedelta(hours=1000),
+        )
+    )
+    freshness = queries.feed_freshness(con, limits)
+    for row in freshness.iter_rows(named=True):
+        assert row["stale_after_hours"] == _stale_after_hours(limits, row["feed"], row["node_id"])
+    stale = freshness.filter("stale").select("feed", "source", "node_id")
+    # The OMS, 132 h behind, is stale by default (72 h) but not within 200 h; the WMS,
+    # 84 h behind, is within 1,000 h but not within the shipments feed's own 1 h.
+    assert stale.rows() == [("shipments", "wms", None)]
+
+
+def _stale_after_hours(limits: queries.FreshnessLimits, feed: str, node_id: str | None) -> float:
+    return limits.node_hours if node_id is not None else limits.for_feed(feed)
 
 
 # --- dead-letter browser --------------------------------------------------------------
