@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -35,12 +35,15 @@ from allocflow.dashboards.queries import (
     Selection,
 )
 from allocflow.flows.settings import Settings
+from allocflow.quality.settings import GateSettings
 
 DB_ENV = "ALLOCFLOW_DASHBOARD_DB"
 """Environment variable naming the database when the app gets no ``--db``."""
 
 CACHE_TTL_S = 2
 """Seconds a load is reused (by every session) before the file is read again."""
+
+_HOUR = timedelta(hours=1)
 
 
 class DataUnavailableError(RuntimeError):
@@ -385,7 +388,24 @@ def freshness_limits() -> FreshnessLimits:
     Read at every refresh (about a millisecond), so a test or a restart with other
     settings never sees stale ones.
     """
-    return FreshnessLimits.of(Settings().gate_settings())
+    return limits_of(Settings().gate_settings())
+
+
+def limits_of(gate: GateSettings) -> FreshnessLimits:
+    """The freshness limits of the gate settings ``gate``, in hours.
+
+    Example:
+        >>> limits = limits_of(GateSettings())
+        >>> limits.for_feed("orders"), limits.for_feed("shipments"), limits.node_hours
+        (72.0, 24.0, 8.0)
+    """
+    return FreshnessLimits(
+        feed_hours=gate.stale_feed_after / _HOUR,
+        by_feed_hours=tuple(
+            (feed, after / _HOUR) for feed, after in sorted(gate.stale_feed_after_by_feed.items())
+        ),
+        node_hours=gate.stale_node_after / _HOUR,
+    )
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

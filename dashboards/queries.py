@@ -34,7 +34,6 @@ from allocflow.connectors.landing.kpi_views import (
 )
 from allocflow.connectors.landing.snapshot import CLOSED_EXCEPTIONS_DAYS
 from allocflow.models.route_alerts import RouteAlertKind
-from allocflow.quality.settings import GateSettings
 
 Grain = Literal["hour", "day"]
 """Time grain of a trend: one point per hour or per day."""
@@ -59,8 +58,8 @@ ShipmentDimension = Literal["carrier_id", "lane"]
 class FreshnessLimits:
     """How far behind the watermark a source may fall before the dashboard calls it stale.
 
-    The same limits as the pipeline's stale-feed and stale-node checks, in hours:
-    :meth:`of` takes them from its gate settings.
+    The same limits as the pipeline's stale-feed and stale-node checks, in hours
+    (:func:`allocflow.dashboards.data.freshness_limits` reads them from its settings).
 
     Attributes:
         feed_hours: Any feed without its own limit.
@@ -68,35 +67,18 @@ class FreshnessLimits:
         node_hours: A node (warehouse), on any feed.
 
     Example:
-        >>> from allocflow.quality.settings import GateSettings
-        >>> limits = FreshnessLimits.of(GateSettings())
-        >>> limits.for_feed("orders"), limits.for_feed("shipments"), limits.node_hours
-        (72.0, 24.0, 8.0)
+        >>> limits = FreshnessLimits(24.0, (("orders", 72.0),), 8.0)
+        >>> limits.for_feed("orders"), limits.for_feed("shipments")
+        (72.0, 24.0)
     """
 
     feed_hours: float
     by_feed_hours: tuple[tuple[str, float], ...]
     node_hours: float
 
-    @classmethod
-    def of(cls, gate: GateSettings) -> "FreshnessLimits":
-        """The limits of the gate settings ``gate``."""
-        return cls(
-            feed_hours=_hours(gate.stale_feed_after),
-            by_feed_hours=tuple(
-                (feed, _hours(after))
-                for feed, after in sorted(gate.stale_feed_after_by_feed.items())
-            ),
-            node_hours=_hours(gate.stale_node_after),
-        )
-
     def for_feed(self, feed: str) -> float:
         """The limit of a feed's sources, in hours."""
         return dict(self.by_feed_hours).get(feed, self.feed_hours)
-
-
-def _hours(duration: timedelta) -> float:
-    return duration.total_seconds() / 3600
 
 
 _SHIPMENT_DIMENSIONS: tuple[ShipmentDimension, ...] = ("carrier_id", "lane")

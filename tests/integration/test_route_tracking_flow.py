@@ -131,18 +131,25 @@ def test_two_processes_raise_the_same_alerts(
     assert exceptions == _as_json(reference[1])
 
 
+@pytest.fixture
+def backlog(
+    pipeline_topics: dict[InputTopic | OutputTopic, str], tmp_path: Path
+) -> dict[InputTopic | OutputTopic, str]:
+    """The simulated stream produced into the pipeline's input topics; their names."""
+    assert main([*SIMULATE, "--no-progress", "--manifest", str(tmp_path / "manifest.json")]) == 0
+    return pipeline_topics
+
+
 def test_kafka_run_produces_the_route_alerts(
     kafka_broker: EmbeddedBroker,
-    pipeline_topics: dict[InputTopic | OutputTopic, str],
+    backlog: dict[InputTopic | OutputTopic, str],
     reference: tuple[Records, Records],
-    tmp_path: Path,
 ) -> None:
-    assert main([*SIMULATE, "--no-progress", "--manifest", str(tmp_path / "manifest.json")]) == 0
     assert main(["run", "--no-tail"]) == 0
     expected = [json.loads(alert) for alert in reference[0]]
     records = read_topic(
         kafka_broker.connection(),
-        pipeline_topics[OutputTopic.ROUTE_ALERTS],
+        backlog[OutputTopic.ROUTE_ALERTS],
         expected=len(expected),
         timeout_s=60,
     )
@@ -162,11 +169,10 @@ uses all of it; polling Kafka uses about 1 %."""
 
 def test_a_tailing_run_behind_the_wall_clock_idles_and_stops_on_sigterm(
     kafka_broker: EmbeddedBroker,
-    pipeline_topics: dict[InputTopic | OutputTopic, str],
+    backlog: dict[InputTopic | OutputTopic, str],
     reference: tuple[Records, Records],
     tmp_path: Path,
 ) -> None:
-    assert main([*SIMULATE, "--no-progress", "--manifest", str(tmp_path / "manifest.json")]) == 0
     log = tmp_path / "run.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -176,7 +182,7 @@ def test_a_tailing_run_behind_the_wall_clock_idles_and_stops_on_sigterm(
             stderr=subprocess.STDOUT,
         )
     try:
-        alerts = pipeline_topics[OutputTopic.ROUTE_ALERTS]
+        alerts = backlog[OutputTopic.ROUTE_ALERTS]
         _wait_for(lambda: message_count(kafka_broker.connection(), alerts) >= len(reference[0]))
         busy = _cpu_seconds(process.pid)
         time.sleep(IDLE_WINDOW_S)

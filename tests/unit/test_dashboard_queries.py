@@ -686,7 +686,7 @@ def test_open_alerts_are_the_latest_runs_failures_then_newest_alerts(
     ]
 
 
-DEFAULT_LIMITS = queries.FreshnessLimits.of(GateSettings())
+DEFAULT_LIMITS = data.limits_of(GateSettings())
 
 
 def test_feed_freshness_flags_stale_feeds_and_nodes(con: duckdb.DuckDBPyConnection) -> None:
@@ -708,7 +708,7 @@ def test_feed_freshness_flags_stale_feeds_and_nodes(con: duckdb.DuckDBPyConnecti
 
 
 def test_feed_freshness_follows_the_pipelines_own_limits(con: duckdb.DuckDBPyConnection) -> None:
-    limits = queries.FreshnessLimits.of(
+    limits = data.limits_of(
         GateSettings(
             stale_feed_after=timedelta(hours=1000),
             stale_feed_after_by_feed={
