@@ -18,13 +18,16 @@ Example:
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
 _LOG = logging.getLogger(__name__)
 
 _REQUESTED = threading.Event()
+
+SignalHandler = Callable[[int, FrameType | None], object] | int | signal.Handlers
+"""What :func:`signal.signal` takes: a function, SIG_DFL or SIG_IGN."""
 
 
 def input_stop_requested() -> bool:
@@ -47,9 +50,9 @@ def inputs_end_on_signals() -> Iterator[threading.Event]:
     """
     _REQUESTED.clear()
     previous = {
-        sig: handler
+        sig: _handler_of(sig)
         for sig in (signal.SIGINT, signal.SIGTERM)
-        if (handler := signal.getsignal(sig)) is not signal.SIG_IGN
+        if signal.getsignal(sig) is not signal.SIG_IGN
     }
 
     def end_inputs(signum: int, _frame: FrameType | None) -> None:
@@ -70,3 +73,9 @@ def inputs_end_on_signals() -> Iterator[threading.Event]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _REQUESTED.clear()
+
+
+def _handler_of(sig: signal.Signals) -> SignalHandler:
+    """The current handler of ``sig``; the default one if it was not set from Python."""
+    handler = signal.getsignal(sig)
+    return signal.SIG_DFL if handler is None else handler
