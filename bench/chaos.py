@@ -58,6 +58,7 @@ import duckdb
 import orjson
 
 from allocflow.connectors.broker import EmbeddedBroker
+from allocflow.connectors.input_stop import EXIT_STOPPED
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.connectors.landing.kpi_views import KPI_VIEWS
 from allocflow.connectors.landing.schema import FACT_TABLES
@@ -94,8 +95,6 @@ version number, depends on batching (see ``OrderStatus``); its content does not.
 SKIPPED_TABLES = frozenset({"landing_offsets", "landing_status"})
 SKIPPED_VIEWS = frozenset({"kpi_allocation_latency"})
 RUN_TIMEOUT_S = 900.0
-STOPPED_ON_REQUEST = 130
-"""Exit code of ``allocflow run`` stopped by SIGINT or SIGTERM."""
 STOP_TIMEOUT_S = 60.0
 
 
@@ -389,10 +388,9 @@ def _check_stopped(process: "subprocess.Popen[bytes]", run: _ChaosRun) -> None:
             f"the run did not stop within {STOP_TIMEOUT_S:.0f} s of {run.stop_signal.name}; "
             f"see {run.log}"
         ) from None
-    if code != STOPPED_ON_REQUEST:
+    if code != EXIT_STOPPED:
         raise RuntimeError(
-            f"the run exited {code} on {run.stop_signal.name}, not {STOPPED_ON_REQUEST}; "
-            f"see {run.log}"
+            f"the run exited {code} on {run.stop_signal.name}, not {EXIT_STOPPED}; see {run.log}"
         )
 
 

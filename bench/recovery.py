@@ -76,6 +76,8 @@ from allocation import (
     table,
 )
 
+from allocflow.connectors.input_stop import EXIT_STOPPED
+
 REPO_DIR = Path(__file__).resolve().parents[1]
 RESULTS_PATH = REPO_DIR / "bench" / "results" / "recovery.json"
 FAULT_RATE = 0.002
@@ -90,7 +92,6 @@ KILL_NOT_BEFORE_S = 2 * RESTART_INTERVAL_S
 into the flow, and start-up takes about a second, so the store then holds a snapshot."""
 INTERRUPTIONS = {"kill": signal.SIGKILL, "stop": signal.SIGTERM}
 """How the restarted runs are interrupted: a crash, and a requested stop."""
-STOPPED_ON_REQUEST = 130
 STOP_TIMEOUT_S = 60.0
 POLL_S = 0.05
 SAMPLE_S = 0.25
@@ -339,8 +340,8 @@ def _wait_interrupted(process: subprocess.Popen[bytes], interruption: str) -> No
     except subprocess.TimeoutExpired:
         process.kill()
         raise SystemExit(f"the stopped run did not exit within {STOP_TIMEOUT_S:.0f} s") from None
-    if code != STOPPED_ON_REQUEST:
-        raise SystemExit(f"the stopped run exited {code}, not {STOPPED_ON_REQUEST}")
+    if code != EXIT_STOPPED:
+        raise SystemExit(f"the stopped run exited {code}, not {EXIT_STOPPED}")
 
 
 # --- comparing outputs -----------------------------------------------------------------------

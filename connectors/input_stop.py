@@ -26,6 +26,9 @@ _LOG = logging.getLogger(__name__)
 
 _REQUESTED = threading.Event()
 
+EXIT_STOPPED = 130
+"""Exit code of a command stopped by a signal (the shell's 128 + SIGINT)."""
+
 SignalHandler = Callable[[int, FrameType | None], object] | int | signal.Handlers
 """What :func:`signal.signal` takes: a function, SIG_DFL or SIG_IGN."""
 

@@ -13,6 +13,7 @@ from typing import Protocol
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from allocflow.connectors.input_stop import EXIT_STOPPED
 from allocflow.flows.commands import (
     broker_cmd,
     dashboard_cmd,
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_STOPPED
 
 
 _SECRET_FIELDS = frozenset({"sasl_password", "ssl_key_password", "kafka_extra"})

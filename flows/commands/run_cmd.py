@@ -11,7 +11,7 @@ import duckdb
 from bytewax.errors import BytewaxRuntimeError
 
 from allocflow.connectors.aligned_kafka import AlignedKafkaError
-from allocflow.connectors.input_stop import inputs_end_on_signals
+from allocflow.connectors.input_stop import EXIT_STOPPED, inputs_end_on_signals
 from allocflow.connectors.kafka_health import KafkaWaitTimeoutError, wait_for_kafka
 from allocflow.connectors.kafka_io import DeliveryError, TopicReadError
 from allocflow.connectors.landing.schema import SchemaMismatchError
@@ -195,14 +195,14 @@ def _run_kafka_and_land(
 
 
 def _stopped_on_request(recovery: Recovery | None) -> int:
-    """Say where a run stopped on a signal leaves the user; exit code 130."""
+    """Say where a run stopped on a signal leaves the user; :data:`EXIT_STOPPED`."""
     resume = (
         f"a run with --recovery-dir {recovery.directory} resumes after the last input read"
         if recovery is not None
         else "without a recovery store, a new run starts again from the start of the inputs"
     )
     print(f"allocflow run: stopped on request, outputs delivered; {resume}", file=sys.stderr)
-    return 130
+    return EXIT_STOPPED
 
 
 def _run_flow(config: AllocationFlowConfig, workers: int, recovery: Recovery | None) -> bool:
