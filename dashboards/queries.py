@@ -430,6 +430,15 @@ _EXCEPTION_FROM = """
          (SELECT max(watermark) AS watermark FROM landing_status) AS w"""
 
 
+def _hours_between(start: str, end: str) -> str:
+    """SQL of the exact hours from ``start`` to ``end`` (two TIMESTAMPTZ expressions).
+
+    Whole microseconds divided once, so the value is the correctly rounded double of
+    the exact interval (``date_diff('second', …)`` would drop the sub-second part).
+    """
+    return f"((epoch_us({end}) - epoch_us({start})) / 3600000000.0)"
+
+
 def _age_case(value: str) -> str:
     """SQL of the age bucket label and its order, the KPI view's buckets."""
     labels = " ".join(f"WHEN {value} < {b} THEN '{label}'" for label, b in AGE_BUCKETS if b)
@@ -462,7 +471,7 @@ def exception_aging(con: duckdb.DuckDBPyConnection, filters: Filters) -> pl.Data
     sql = f"""
         WITH open AS (
             SELECT e.reason_code,
-                   greatest(date_diff('second', e.opened_at, w.watermark) / 3600.0, 0) AS age
+                   greatest({_hours_between("e.opened_at", "w.watermark")}, 0) AS age
             {_EXCEPTION_FROM} WHERE e.closed_at IS NULL AND {_ORDER_SLICE})
         SELECT reason_code, {_age_case("age")}, count(*) AS open_exceptions,
                max(age) AS oldest_hours
@@ -475,15 +484,16 @@ def exceptions_queue(
 ) -> pl.DataFrame:
     """The exceptions to work on, oldest open first (then closed ones, if asked for).
 
-    ``age_hours`` is the time open: until the watermark for open exceptions, until
-    closing for closed ones. Region, channel and tier apply; the time window does not.
+    ``age_hours`` is the exact time open in hours (microsecond precision, not rounded:
+    the page formats it): until the watermark for open exceptions, until closing for
+    closed ones. Region, channel and tier apply; the time window does not.
     """
     sql = f"""
         SELECT e.exception_id, e.order_id, e.line_id,
                CASE WHEN e.closed_at IS NULL THEN 'open' ELSE 'closed' END AS status,
                e.reason_code, e.severity, e.owner_role, e.opened_at, e.closed_at,
-               round(greatest(date_diff('second', e.opened_at,
-                     coalesce(e.closed_at, w.watermark)) / 3600.0, 0), 2) AS age_hours,
+               greatest({_hours_between("e.opened_at", "coalesce(e.closed_at, w.watermark)")},
+                        0) AS age_hours,
                e.detail, e.resolution, o.region, o.channel, o.customer_tier
         {_EXCEPTION_FROM}
         WHERE {_ORDER_SLICE}

@@ -172,7 +172,8 @@ KPI_EXCEPTION_AGING = f"""
 CREATE OR REPLACE VIEW kpi_exception_aging AS
 WITH open AS (
     SELECT e.*, w.watermark AS as_of,
-           greatest(date_diff('second', e.opened_at, w.watermark) / 3600.0, 0) AS age_hours
+           greatest((epoch_us(w.watermark) - epoch_us(e.opened_at)) / 3600000000.0, 0)
+               AS age_hours
     FROM exceptions AS e, (SELECT watermark FROM landing_status WHERE id = 1) AS w
     WHERE e.closed_at IS NULL)
 SELECT as_of, reason_code, owner_role, severity,
