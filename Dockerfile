@@ -9,15 +9,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY models models
 COPY connectors connectors
 COPY flows flows
 COPY dashboards dashboards
 COPY quality quality
+# The tested versions of requirements.lock constrain the install (build tools too).
 # The data directories belong to the allocflow user; a named volume mounted on one
 # starts with that ownership.
-RUN pip install . \
+RUN PIP_CONSTRAINT=/src/requirements.lock pip install . \
     && useradd --create-home --uid 10001 allocflow \
     && mkdir -p /var/lib/allocflow/db /var/lib/allocflow/recovery \
     && chown -R allocflow:allocflow /var/lib/allocflow

@@ -5,12 +5,17 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.allocflow-installed
+# The tested set of every dependency's version (pip and setuptools included): installs
+# use it as pip constraints, build environments too. `make lock` refreshes it.
+LOCK := requirements.lock
+PIP_LOCKED := flock $(VENV)/.install.lock env PIP_CONSTRAINT=$(CURDIR)/$(LOCK) $(BIN)/python -m pip
+LOCK_VENV := build/lock-venv
 PY_SOURCES := $(shell find models flows connectors dashboards quality -name '*.py' -o -name 'py.typed' 2>/dev/null)
 DEMO_ARGS ?=
 CHROMIUM := /usr/bin/chromium
 BROWSER_PACKAGES := chromium fonts-liberation
 
-.PHONY: help install demo test lint typecheck browser unit contract clean
+.PHONY: help install lock demo test lint typecheck browser unit contract clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,12 +27,24 @@ $(VENV)/bin/python:
 	if [ -z "$$py" ]; then echo "allocflow needs Python 3.11 or 3.12 (bytewax 0.21.1 has no wheels for newer versions)" >&2; exit 1; fi; \
 	echo "creating $(VENV) with $$($$py --version)"; $$py -m venv $(VENV)
 
-$(STAMP): $(VENV)/bin/python pyproject.toml $(PY_SOURCES)
-	flock $(VENV)/.install.lock $(BIN)/python -m pip install --quiet --upgrade pip
-	flock $(VENV)/.install.lock $(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+$(STAMP): $(VENV)/bin/python pyproject.toml $(LOCK) $(PY_SOURCES)
+	$(PIP_LOCKED) install --quiet pip
+	$(PIP_LOCKED) install --quiet -e '.[dev]' --config-settings editable_mode=strict
 	@touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install allocflow with its dev tools
+install: $(STAMP)  ## create .venv and install allocflow with its dev tools, at the versions of requirements.lock
+
+lock: $(VENV)/bin/python  ## refresh requirements.lock on purpose: the newest versions pyproject.toml allows (then run make test)
+	rm -rf $(LOCK_VENV)
+	$(BIN)/python -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(LOCK_VENV)/bin/python -m pip install --quiet '.[dev]'
+	@{ echo "# The tested versions of every dependency (make install and CI use them as pip constraints)."; \
+	   echo "# Written by 'make lock' with $$($(LOCK_VENV)/bin/python --version) on $$(uname -sm); do not edit by hand."; \
+	   $(LOCK_VENV)/bin/python -m pip freeze --all --exclude allocflow; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf $(LOCK_VENV)
+	@echo "requirements.lock refreshed: review 'git diff $(LOCK)', run 'make test', commit both"
 
 demo: $(STAMP)  ## run the embedded demo: broker, simulator, live view of the topics
 	$(BIN)/allocflow demo $(DEMO_ARGS)

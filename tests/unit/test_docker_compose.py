@@ -245,10 +245,12 @@ def test_dockerfile_installs_the_package() -> None:
     instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
 
     assert instructions[0] == "FROM python:3.12-slim"
-    assert re.search(r"^RUN pip install \.(\s|$)", text, re.MULTILINE)
+    assert re.search(
+        r"^RUN PIP_CONSTRAINT=/src/requirements.lock pip install \.(\s|$)", text, re.MULTILINE
+    ), "installs the locked versions"
     for folder in ("models", "connectors", "flows", "dashboards", "quality"):
         assert f"COPY {folder} {folder}" in text
-    assert "COPY pyproject.toml README.md ./" in text
+    assert "COPY pyproject.toml README.md requirements.lock ./" in text
     assert re.search(r"^USER allocflow$", text, re.MULTILINE), "runs as a non-root user"
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     assert ".venv" in ignored
