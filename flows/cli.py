@@ -29,6 +29,7 @@ from allocflow.flows.commands import (
     tail_cmd,
 )
 from allocflow.flows.settings import ENV_PREFIX, Settings
+from allocflow.models.limits import field_bounds
 
 
 class _Registrar(Protocol):
@@ -95,18 +96,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 _SECRET_FIELDS = frozenset({"sasl_password", "ssl_key_password", "kafka_extra"})
 
 
+_SHOWN_CHARS = 80
+"""Characters of a rejected value echoed in an error; the rest is cut."""
+
+
 def _settings_error(error: ValidationError) -> str:
+    """Return one line per bad setting: field, variable, reason, value, allowed range."""
     lines = ["invalid settings:"]
     for detail in error.errors(include_url=False):
         field = ".".join(str(part) for part in detail["loc"])
         message = detail["msg"].removeprefix("Value error, ")
         if field:
             name = field.split(".")[0]
-            got = "" if name in _SECRET_FIELDS else f" (got {detail['input']!r})"
-            lines.append(f"  {field} ({ENV_PREFIX}{name.upper()}): {message}{got}")
+            got = "" if name in _SECRET_FIELDS else f" (got {_cut(repr(detail['input']))})"
+            lines.append(f"  {field} ({ENV_PREFIX}{name.upper()}): {message}{got}{_allowed(name)}")
         else:
             lines.append(f"  {message}")
     return "\n".join(lines)
+
+
+def _allowed(name: str) -> str:
+    info = Settings.model_fields.get(name)
+    allowed = "" if info is None else field_bounds(info)
+    return f"; allowed: {allowed}" if allowed else ""
+
+
+def _cut(text: str) -> str:
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    return f"{text[:_SHOWN_CHARS]}… ({len(text)} characters)"
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.flows.tracking.settings import TrackingSettings
+from allocflow.models.limits import PositiveSeconds, Seconds
 from allocflow.models.topics import InputTopic, OutputTopic
 from allocflow.quality.settings import GateSettings, check_feed_silences
 
@@ -100,9 +101,8 @@ class Settings(BaseSettings):
     broker_startup_timeout_s: float = Field(
         default=20.0, gt=0, le=600, description="Seconds to wait for a broker to answer."
     )
-    broker_wait_timeout_s: float = Field(
+    broker_wait_timeout_s: Seconds = Field(
         default=0.0,
-        ge=0,
         description="Seconds `allocflow run` and `allocflow land` wait at start for Kafka to "
         "answer and their topics to exist, logging every 5 s what is missing; 0 waits forever.",
     )
@@ -138,45 +138,39 @@ class Settings(BaseSettings):
         description="Data-quality gate: orders and shipments remembered (each; least recently "
         "seen forgotten first) to recognise orphans and dispatch times.",
     )
-    dq_allowed_lateness_s: float = Field(
+    dq_allowed_lateness_s: Seconds = Field(
         default=0.0,
-        ge=0,
         description="Data-quality gate: seconds an event may trail its feed's watermark "
         "before it is flagged late (0: every out-of-order event).",
     )
-    dq_orphan_grace_s: float = Field(
+    dq_orphan_grace_s: Seconds = Field(
         default=3600.0,
-        ge=0,
         description="Data-quality gate: seconds (event time) a shipment may wait for its order "
         "before it is an orphan.",
     )
-    dq_stale_feed_after_s: float = Field(
+    dq_stale_feed_after_s: PositiveSeconds = Field(
         default=86_400.0,
-        gt=0,
         description="Data-quality gate: seconds without an event before a feed is stale "
         "(feeds not in dq_stale_feed_after_by_feed_s).",
     )
-    dq_stale_feed_after_by_feed_s: dict[str, float] = Field(
+    dq_stale_feed_after_by_feed_s: dict[str, PositiveSeconds] = Field(
         default_factory=lambda: {"orders": 259_200.0},
         description="Data-quality gate: seconds of silence allowed per feed, as a JSON object "
         "over orders, reservations, shipments, carrier-events (orders: 72 h, no orders over a "
         "weekend).",
     )
-    dq_stale_node_after_s: float = Field(
+    dq_stale_node_after_s: PositiveSeconds = Field(
         default=28_800.0,
-        gt=0,
         description="Data-quality gate: seconds without an event naming a node before it is stale.",
     )
 
-    route_stall_after_s: float = Field(
+    route_stall_after_s: PositiveSeconds = Field(
         default=64_800.0,
-        gt=0,
         description="Route tracking: seconds without a carrier scan before a dispatched "
         "shipment is STALLED.",
     )
-    route_at_risk_margin_s: float = Field(
+    route_at_risk_margin_s: Seconds = Field(
         default=0.0,
-        ge=0,
         description="Route tracking: seconds the expected delivery may pass the promise "
         "before AT_RISK.",
     )
@@ -187,9 +181,8 @@ class Settings(BaseSettings):
         description="Route tracking: quantile of the lane's recent transit times (those longer "
         "than the shipment's so far) used as its predicted transit.",
     )
-    route_transit_window_s: float = Field(
+    route_transit_window_s: PositiveSeconds = Field(
         default=259_200.0,
-        gt=0,
         description="Route tracking: seconds of recent deliveries a lane predicts and rates "
         "its on-time performance from.",
     )
@@ -206,9 +199,8 @@ class Settings(BaseSettings):
         description="Route tracking: deliveries a lane's recent window (and baseline) needs "
         "before its on-time rate is judged for degradation.",
     )
-    route_baseline_window_s: float = Field(
+    route_baseline_window_s: PositiveSeconds = Field(
         default=604_800.0,
-        gt=0,
         description="Route tracking: seconds of deliveries before the recent window that form "
         "a lane's baseline on-time rate.",
     )
@@ -230,14 +222,12 @@ class Settings(BaseSettings):
         le=1,
         description="Route tracking: a degraded lane recovers this far above both limits.",
     )
-    route_tick_every_s: float = Field(
+    route_tick_every_s: PositiveSeconds = Field(
         default=900.0,
-        gt=0,
         description="Route tracking: seconds of event time between clock ticks to every lane.",
     )
-    route_forget_after_s: float = Field(
+    route_forget_after_s: PositiveSeconds = Field(
         default=1_209_600.0,
-        gt=0,
         description="Route tracking: seconds after its promise an undelivered shipment stops "
         "being tracked.",
     )
@@ -247,9 +237,8 @@ class Settings(BaseSettings):
         le=100_000_000,
         description="Route tracking: shipments whose lane is remembered for their scans.",
     )
-    order_retention_s: float = Field(
+    order_retention_s: PositiveSeconds = Field(
         default=2_592_000.0,
-        gt=0,
         description="Order roll-up: seconds (event time) an order is remembered after its "
         "last decision; bounds the roll-up's memory (default 30 days).",
     )

@@ -33,14 +33,26 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
-from allocflow.models._internal.types import Identifier, Timestamp
+from allocflow.models._internal.types import Identifier, Quantity, Timestamp
+from allocflow.models.limits import Hours
 from allocflow.models.orders import Channel
 
 ALL_NODES = "*"
 """The ``node`` of a protection rule that applies at every node."""
 
+MAX_PRIORITY = 1_000
+"""The largest tier priority; ``unknown_tier_priority`` may be one more."""
+MAX_WEIGHT = 1_000.0
+"""The largest channel weight."""
+MAX_NODES_PER_SPLIT = 1_000
+"""The largest ``max_nodes_per_line`` and ``max_nodes_per_order``."""
+MAX_ORDER_VALUE = 1e15
+"""The largest ``order_value_above``."""
+
 _ChannelKey = Annotated[Channel, Strict(False)]
-_Weight = Annotated[float, Field(gt=0)]
+_Weight = Annotated[float, Field(gt=0, le=MAX_WEIGHT)]
+_LineQty = Annotated[int, Field(ge=0, le=10_000_000)]
+"""A line quantity: 0 to the contract's largest quantity."""
 Problem = tuple[str, str]
 """A relative field path and what is wrong with it."""
 
@@ -76,7 +88,9 @@ class PolicyModel(BaseModel):
 class TierRule(PolicyModel):
     """A customer tier."""
 
-    priority: int = Field(ge=1, description="Allocation priority; 1 is served first.")
+    priority: int = Field(
+        ge=1, le=MAX_PRIORITY, description="Allocation priority; 1 is served first."
+    )
     description: str = Field(default="", description="What the tier is, for people.")
 
 
@@ -88,8 +102,8 @@ class ProtectionRule(PolicyModel):
         description="Tier the stock is protected for; tiers with a higher priority (lower "
         "number) may consume it too, lower tiers may not."
     )
-    qty: int | None = Field(
-        default=None, ge=1, description="Units of each SKU's on-hand stock protected."
+    qty: Quantity | None = Field(
+        default=None, description="Units of each SKU's on-hand stock protected."
     )
     share: float | None = Field(
         default=None,
@@ -186,13 +200,19 @@ class SplitRule(PolicyModel):
         default=True, description="Whether one line may be filled from more than one node."
     )
     max_nodes_per_line: int = Field(
-        default=2, ge=1, description="Most nodes one line may be filled from."
+        default=2,
+        ge=1,
+        le=MAX_NODES_PER_SPLIT,
+        description="Most nodes one line may be filled from.",
     )
     max_nodes_per_order: int = Field(
-        default=3, ge=1, description="Most nodes the lines of one order may ship from in total."
+        default=3,
+        ge=1,
+        le=MAX_NODES_PER_SPLIT,
+        description="Most nodes the lines of one order may ship from in total.",
     )
-    min_split_qty: int = Field(
-        default=1, ge=1, description="Fewest units worth sourcing from an additional node."
+    min_split_qty: Quantity = Field(
+        default=1, description="Fewest units worth sourcing from an additional node."
     )
 
     @model_validator(mode="after")
@@ -223,12 +243,12 @@ class ApprovalRule(PolicyModel):
     order_value_above: float | None = Field(
         default=None,
         ge=0,
+        le=MAX_ORDER_VALUE,
         description="Order value (sum of qty * unit price) above which approval is needed; "
         "unset: never.",
     )
-    line_qty_above: int | None = Field(
+    line_qty_above: _LineQty | None = Field(
         default=None,
-        ge=0,
         description="Line quantity above which approval is needed; unset: never.",
     )
     margin_floor: float | None = Field(
@@ -252,9 +272,8 @@ class BackorderRule(PolicyModel):
         default=True,
         description="Allocate what is available and backorder the rest; false: all or nothing.",
     )
-    use_inbound_within_hours: float = Field(
+    use_inbound_within_hours: Hours = Field(
         default=0.0,
-        ge=0,
         description="Expected inbound due within this many hours counts as supply; 0: never.",
     )
 
@@ -279,6 +298,7 @@ class Policy(PolicyModel):
     unknown_tier_priority: int = Field(
         default_factory=_below_every_tier,
         ge=1,
+        le=MAX_PRIORITY + 1,
         description="Priority of customers whose tier is not in tiers; must be lower "
         "(a larger number) than every tier's. Default: one below the lowest tier.",
     )

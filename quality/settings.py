@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from allocflow.models.limits import Duration, PositiveDuration
 from allocflow.models.topics import InputTopic
 
 WEEKEND_SILENCE = timedelta(hours=72)
@@ -31,32 +32,28 @@ class GateSettings(BaseModel):
         description="Event ids remembered per feed (about 170 bytes each); a redelivery "
         "within the last this many distinct ids of its feed is dropped as a duplicate.",
     )
-    allowed_lateness: timedelta = Field(
+    allowed_lateness: Duration = Field(
         default=timedelta(0),
-        ge=timedelta(0),
         description="How far behind its feed's watermark (latest event time seen) an event "
         "may be before it is flagged late; 0 flags every out-of-order event.",
     )
-    orphan_grace: timedelta = Field(
+    orphan_grace: Duration = Field(
         default=timedelta(hours=1),
-        ge=timedelta(0),
         description="How long after a shipment (carrier) event its order (shipment) may still "
         "arrive before the event is reported as an orphan.",
     )
-    stale_feed_after: timedelta = Field(
+    stale_feed_after: PositiveDuration = Field(
         default=timedelta(hours=24),
-        gt=timedelta(0),
         description="A feed with no event for this long, while others advance, is stale "
         "(feeds not in stale_feed_after_by_feed).",
     )
-    stale_feed_after_by_feed: dict[str, timedelta] = Field(
+    stale_feed_after_by_feed: dict[str, PositiveDuration] = Field(
         default_factory=lambda: {InputTopic.ORDERS.value: WEEKEND_SILENCE},
         description="Silence allowed per feed (logical input topic), overriding "
         "stale_feed_after: order feeds are quiet over weekends, carrier feeds never.",
     )
-    stale_node_after: timedelta = Field(
+    stale_node_after: PositiveDuration = Field(
         default=timedelta(hours=8),
-        gt=timedelta(0),
         description="A warehouse (node) named by no event for this long is stale.",
     )
     entity_memory: int = Field(

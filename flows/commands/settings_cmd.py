@@ -7,6 +7,7 @@ from pydantic.fields import FieldInfo
 
 from allocflow.connectors.kafka_config import redact
 from allocflow.flows.settings import ENV_PREFIX, Settings
+from allocflow.models.limits import field_bounds
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -38,14 +39,16 @@ def effective_settings(settings: Settings) -> str:
 
 
 def settings_reference() -> str:
-    """Return a Markdown table of every setting: env var, type, default, meaning."""
+    """Return a Markdown table of every setting: env var, default, allowed range, meaning."""
     rows = [
-        "| setting | environment variable | default | meaning |",
-        "|---|---|---|---|",
+        "| setting | environment variable | default | allowed | meaning |",
+        "|---|---|---|---|---|",
     ]
     for name, info in Settings.model_fields.items():
+        variable = f"`{ENV_PREFIX}{name.upper()}`"
+        allowed = field_bounds(info) or "—"
         rows.append(
-            f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | {_default(info)} | {info.description} |"
+            f"| `{name}` | {variable} | {_default(info)} | {allowed} | {info.description} |"
         )
     return "\n".join(rows)
 

@@ -4,6 +4,8 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from allocflow.models.limits import Duration, PositiveDuration
+
 
 class TrackingSettings(BaseModel):
     """How the route tracker judges shipments and carrier lanes.
@@ -17,14 +19,12 @@ class TrackingSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    stall_after: timedelta = Field(
+    stall_after: PositiveDuration = Field(
         default=timedelta(hours=18),
-        gt=timedelta(0),
         description="A dispatched shipment with no carrier scan for this long is STALLED.",
     )
-    at_risk_margin: timedelta = Field(
+    at_risk_margin: Duration = Field(
         default=timedelta(0),
-        ge=timedelta(0),
         description="AT_RISK when the expected delivery (carrier ETA or prediction) is later "
         "than the promise by more than this.",
     )
@@ -35,9 +35,8 @@ class TrackingSettings(BaseModel):
         description="Quantile of the lane's recent transit times, among those longer than the "
         "shipment has travelled so far, used as its predicted transit.",
     )
-    transit_window: timedelta = Field(
+    transit_window: PositiveDuration = Field(
         default=timedelta(hours=72),
-        gt=timedelta(0),
         description="Deliveries (by delivery time) a lane's prediction and on-time rate use.",
     )
     min_transit_samples: int = Field(
@@ -53,9 +52,8 @@ class TrackingSettings(BaseModel):
         description="Fewest deliveries in a lane's recent window (and in its baseline) "
         "before its on-time rate (and baseline) is judged for degradation.",
     )
-    baseline_window: timedelta = Field(
+    baseline_window: PositiveDuration = Field(
         default=timedelta(days=7),
-        gt=timedelta(0),
         description="Deliveries before the transit window that form a lane's baseline on-time "
         "rate.",
     )
@@ -78,15 +76,13 @@ class TrackingSettings(BaseModel):
         le=1,
         description="A degraded lane recovers once its rate is this far above both limits.",
     )
-    tick_every: timedelta = Field(
+    tick_every: PositiveDuration = Field(
         default=timedelta(minutes=15),
-        gt=timedelta(0),
         description="How often (in event time) the clock reaches every lane, so deadlines "
         "fire on lanes with no events of their own.",
     )
-    forget_after: timedelta = Field(
+    forget_after: PositiveDuration = Field(
         default=timedelta(days=14),
-        gt=timedelta(0),
         description="A shipment neither delivered nor heard of this long after its promise "
         "is no longer tracked.",
     )

@@ -620,3 +620,38 @@ def test_every_field_is_described_and_documented() -> None:
         for name, info in model.model_fields.items():
             assert info.description, f"{model.__name__}.{name}"
             assert re.search(rf"`{name}`", doc), f"docs/policy.md does not mention `{name}`"
+
+
+# Ranges
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "limit"),
+    [
+        ("backorders.use_inbound_within_hours", 1.5e12, "less than or equal to 87600"),
+        ("backorders.use_inbound_within_hours", 87_601, "less than or equal to 87600"),
+        ("split.max_nodes_per_order", 10**30, "less than or equal to 1000"),
+        ("approval.line_qty_above", 2**31, "less than or equal to 10000000"),
+        ("approval.order_value_above", 1.5e300, "less than or equal to 1000000000000000"),
+        ("channel_weights.edi", 1.5e300, "less than or equal to 1000"),
+    ],
+)
+def test_out_of_range_numbers_are_named_with_their_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: float, limit: str
+) -> None:
+    data = json.loads(json.dumps(BASE, default=str))
+    *parents, name = field.split(".")
+    target = data
+    for parent in parents:
+        target = target.setdefault(parent, {})
+    target[name] = value
+    path = tmp_path / "policy.yaml"
+    path.write_text(json.dumps(data))
+    assert main(["policy", "check", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert f"  {field}: Input should be {limit}" in error
+
+
+def test_the_longest_inbound_horizon_is_accepted() -> None:
+    policy = _policy(lambda data: data.update(backorders={"use_inbound_within_hours": 87_600}))
+    assert policy.backorders.use_inbound_within_hours == 87_600

@@ -107,7 +107,7 @@ def test_feed_silences_come_from_the_environment_as_json(monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize(
     ("value", "reason"),
-    [('{"order": 5}', "unknown feed 'order'"), ('{"orders": -1}', "must be positive")],
+    [('{"order": 5}', "unknown feed 'order'"), ('{"orders": -1}', "greater than 0")],
 )
 def test_a_bad_feed_silence_names_its_field(
     monkeypatch: pytest.MonkeyPatch, value: str, reason: str
