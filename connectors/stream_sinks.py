@@ -47,6 +47,7 @@ from bytewax.outputs import (
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.connectors.kafka_health import LOG_EVERY_S
 from allocflow.connectors.kafka_io import CheckedProducer, DeliveryError
+from allocflow.connectors.step_failure import StepFailure, failing
 
 _LOG = logging.getLogger(__name__)
 
@@ -199,13 +200,33 @@ class CheckedKafkaPartition(StatelessSinkPartition[KafkaItem]):
         )
 
 
+class OutputWriteError(StepFailure):
+    """An output file could not be opened or written (a full disk, no write access)."""
+
+    @classmethod
+    def of(cls, path: Path, error: OSError, doing: str = "write") -> "OutputWriteError":
+        """Return the one-line error: what failed, where, and what to do.
+
+        Example:
+            >>> print(OutputWriteError.of(Path("/out/dq-alerts.jsonl"), OSError(28, "No space left on device")))
+            cannot write /out/dq-alerts.jsonl: No space left on device (errno 28); free space on (or fix write access to) /out, then run again (with --recovery-dir it resumes from the last snapshot, else it starts over)
+        """  # noqa: E501
+        reason = error.strerror or str(error)
+        code = f" (errno {error.errno})" if error.errno else ""
+        return cls(
+            f"cannot {doing} {path}: {reason}{code}; free space on (or fix write access to) "
+            f"{path.parent}, then run again (with --recovery-dir it resumes from the last "
+            "snapshot, else it starts over)"
+        )
+
+
 @dataclass(frozen=True)
 class JsonLinesSink(FixedPartitionedSink[bytes, int]):
     """Appends one JSON document per line to a file, exactly once across resumes.
 
     A single partition, so one worker in the cluster owns the file; the item keys are
     ignored (use :func:`write_json_lines` to write an unkeyed stream). Each batch is
-    flushed and fsync'ed. The snapshot is the file length after the last batch; a
+    written (unbuffered) and fsync'ed. The snapshot is the file length after the last batch; a
     resumed run truncates the file to it before appending, so what the replayed epoch
     writes replaces what the crashed run wrote after that point. A fresh run (no
     snapshot) starts with an empty file.
@@ -246,49 +267,79 @@ class JsonLinesPartition(StatefulSinkPartition[bytes, int]):
     Raises:
         ValueError: The file is shorter than ``length``: data the snapshot counts on
             is gone, and padding would corrupt the file.
+        OutputWriteError: The file cannot be created or opened for writing.
     """
 
     def __init__(self, path: Path, length: int) -> None:
         self._path = path
-        self._file = _open_cut_to(path, length)
+        try:
+            self._file = _open_cut_to(path, length)
+        except OSError as error:
+            raise failing(OutputWriteError.of(path, error, "open")) from error
         self._length = length
 
     def write_batch(self, values: list[bytes]) -> None:
         """Append each document and a newline, then make the batch durable.
 
+        A batch that cannot be written (a full disk) is cut off again, so the file
+        ends after the last whole batch, and the dataflow stops.
+
         Raises:
             ValueError: A document contains a newline (it would become two lines).
+            OutputWriteError: The batch could not be written.
         """
         for value in values:
             if b"\n" in value:
                 raise ValueError(f"a document for {self._path} contains a newline")
         data = b"".join(value + b"\n" for value in values)
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            _write_all(self._file, data)
+            os.fsync(self._file.fileno())
+        except OSError as error:
+            self._cut_back()
+            raise failing(OutputWriteError.of(self._path, error)) from error
         self._length += len(data)
+
+    def _cut_back(self) -> None:
+        """Drop what a failed batch left after the last whole one, if the file allows it."""
+        try:
+            self._file.truncate(self._length)
+        except OSError:
+            _LOG.warning("could not cut %s back to its last whole batch", self._path)
 
     def snapshot(self) -> int:
         """Return the length of the file written so far."""
         return self._length
 
     def close(self) -> None:
-        """Close the file."""
-        self._file.close()
+        """Close the file; a failure is logged (Bytewax aborts on one while shutting down)."""
+        try:
+            self._file.close()
+        except OSError as error:
+            _LOG.error("closing %s failed: %s", self._path, error)
 
 
 def _open_cut_to(path: Path, length: int) -> BinaryIO:
     """Open ``path`` for writing at ``length``, dropping what follows; create it if new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
-    handle = path.open("r+b")
+    handle = path.open("r+b", buffering=0)
     size = handle.seek(0, os.SEEK_END)
     if size < length:
         handle.close()
         raise ValueError(f"{path} has {size} bytes, fewer than the {length} already written")
-    handle.truncate(length)
+    if size > length:
+        handle.truncate(length)
     handle.seek(length)
     return handle
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    """Write all of ``data`` to an unbuffered file (a raw write may take only part)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        view = view[written:]
 
 
 @operator

@@ -20,6 +20,7 @@ from allocflow.connectors.landing.snapshot import snapshot_path
 from allocflow.connectors.landing.writer import DuckDBWriter
 from allocflow.connectors.policy_file import PolicyError, default_policy, load_policy
 from allocflow.connectors.processes import ChildProcess
+from allocflow.connectors.step_failure import StepFailure, one_line_failures, step_failure
 from allocflow.flows.allocation import (
     ALLOCATION_INPUTS,
     AllocationFlowConfig,
@@ -27,8 +28,9 @@ from allocflow.flows.allocation import (
     KafkaEndpoints,
     build_allocation_flow,
 )
+from allocflow.flows.commands import run_paths
 from allocflow.flows.commands.land_cmd import land_files
-from allocflow.flows.commands.recovery_cmd import recovery_for
+from allocflow.flows.commands.recovery_cmd import existing_partitions, recovery_for
 from allocflow.flows.commands.run_accounting import (
     account_kafka_run,
     account_run,
@@ -42,6 +44,9 @@ from allocflow.models.policy import Policy
 from allocflow.models.topics import InputTopic, OutputTopic
 
 _LOG = logging.getLogger(__name__)
+
+MAX_WORKERS = 256
+"""The most worker threads a run may ask for."""
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -95,11 +100,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             settings.order_retention(),
         )
         recovery = recovery_for(args.recovery_dir, settings)
+        _check_writable(args.db, recovery)
     except (PolicyError, ValueError) as error:
         print(f"allocflow run: {error}", file=sys.stderr)
         return 2
-    if args.workers < 1:
-        print(f"allocflow run: --workers must be at least 1 (got {args.workers})", file=sys.stderr)
+    if not 1 <= args.workers <= MAX_WORKERS:
+        print(
+            f"allocflow run: --workers must be within 1..{MAX_WORKERS} (got {args.workers})",
+            file=sys.stderr,
+        )
         return 2
     _LOG.info(
         "policy %s, %d shards, %d worker(s)", policy.policy_version, config.shards, args.workers
@@ -124,7 +133,11 @@ def _run_files(
     """
     started = time.perf_counter()
     with inputs_end_on_signals() as stop_requested:
-        run_dataflow(build_allocation_flow(config), args.workers, recovery)
+        failure = _run_file_flow(config, args.workers, recovery)
+        if failure is not None:
+            landing = "" if args.db is None else f"; nothing was landed into {args.db}"
+            print(f"allocflow run: stopped: {failure}{landing}", file=sys.stderr)
+            return 1
         if stop_requested.is_set():
             return _stopped_on_request(recovery)
     _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
@@ -132,6 +145,25 @@ def _run_files(
     if args.db is not None:
         return _land_files(args.db, endpoints)
     return 0
+
+
+def _run_file_flow(
+    config: AllocationFlowConfig, workers: int, recovery: Recovery | None
+) -> StepFailure | None:
+    """Run the file flow; the failure an output file met (a full disk), else None.
+
+    Bytewax's panic for such a failure is silenced (:mod:`allocflow.connectors.step_failure`):
+    the caller prints one line instead.
+    """
+    with one_line_failures():
+        try:
+            run_dataflow(build_allocation_flow(config), workers, recovery)
+        except Exception as error:  # Bytewax re-raises a step's exception, or wraps it
+            failure = step_failure(error)
+            if failure is None:
+                raise
+            return failure
+    return None
 
 
 def _wait_for_kafka(endpoints: KafkaEndpoints, max_wait_s: float) -> bool:
@@ -365,4 +397,28 @@ def _file_endpoints(input_dir: Path, output_dir: Path | None) -> FileEndpoints:
     ]
     if missing:
         raise ValueError(f"input files not found: {', '.join(missing)}")
+    run_paths.readable_files(
+        (input_dir / f"{topic.value}.jsonl" for topic in ALLOCATION_INPUTS), "--input"
+    )
+    run_paths.writable_directory(output_dir, "--out")
+    run_paths.writable_files_in(
+        output_dir, (f"{topic.value}.jsonl" for topic in OutputTopic), "--out"
+    )
     return FileEndpoints(input_dir, output_dir)
+
+
+def _check_writable(db: Path | None, recovery: Recovery | None) -> None:
+    """Check that --db and the recovery store can be written before anything runs.
+
+    Raises:
+        UnusablePathError: Naming the option, the path and what to do.
+    """
+    if db is not None:
+        run_paths.writable_file(db, "--db")
+    if recovery is not None:
+        run_paths.writable_directory(recovery.directory, "--recovery-dir")
+        run_paths.writable_files_in(
+            recovery.directory,
+            (path.name for path in existing_partitions(recovery.directory)),
+            "--recovery-dir",
+        )
