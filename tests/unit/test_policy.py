@@ -206,7 +206,11 @@ def test_policy_error_names_the_file_and_every_problem(tmp_path: Path) -> None:
         ("p.json", "{}", "unsupported file type '.json'; use .toml, .yaml or .yml"),
         ("p.toml", 'policy_version = "x"\nnodes = \n', "not valid TOML: Invalid value (at line 2"),
         ("p.toml", "a = 1\na = 2\n", "not valid TOML: Cannot overwrite a value (at line 2"),
-        ("p.yaml", "nodes: [DC-A\ntiers: {}\n", "not valid YAML: expected ',' or ']'"),
+        (
+            "p.yaml",
+            "nodes: [DC-A\ntiers: {}\n",
+            "not valid YAML: did not find expected ',' or ']' (at line 2",
+        ),
         (
             "p.yaml",
             "nodes: []\nnodes: [DC-A]\n",
