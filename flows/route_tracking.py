@@ -6,10 +6,13 @@
                   ─► track lanes (stateful, keyed by carrier|lane) ─► route alerts
                                                                    └► ROUTE_DELAY_RISK exceptions
 
-The router holds one key, like the quality gate before it, so every lane receives its
-events and ticks along one ordered path and the alerts are the same for any number of
-workers. Each lane's :class:`~allocflow.flows.tracking.lane.LaneTracker` is snapshotted
-with the rest of the state; it keeps its deadlines itself and uses no wall-clock timer.
+The logistics events are every shipment and carrier event, plus the order events, from
+which the router only learns which orders exist (a shipment naming an order never seen
+raises its risks as ``DATA_QUALITY``). The router holds one key, like the quality gate
+before it, so every lane receives its events and ticks along one ordered path and the
+alerts are the same for any number of workers. Each lane's
+:class:`~allocflow.flows.tracking.lane.LaneTracker` is snapshotted with the rest of the
+state; it keeps its deadlines itself and uses no wall-clock timer.
 """
 
 from functools import partial

@@ -22,17 +22,31 @@ Per shipment:
 Per lane: ``LANE_DEGRADED`` when the recent on-time rate is below
 ``on_time_threshold`` or ``degradation_margin`` below the lane's baseline; resolved
 once it is ``recovery_margin`` above both.
+
+A shipment not delivered ``forget_after`` past its promise stops being tracked, but the
+lane keeps a small :class:`~allocflow.flows.tracking.shipment.ForgottenShipment` of it
+(at most ``shipment_memory`` per lane, oldest dropped first), so its delivery, however
+late, still raises ``LATE`` and counts in the lane's on-time rate. Deadline arithmetic
+saturates (:mod:`~allocflow.flows.tracking.moments`): a deadline past year 9999 never
+fires, a window start before year 1 is the start of the calendar.
 """
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from allocflow.flows.tracking.bounded import BoundedMap
 from allocflow.flows.tracking.deadlines import Deadlines
 from allocflow.flows.tracking.degradation import DegradationWatch
 from allocflow.flows.tracking.lane_history import LaneHistory
+from allocflow.flows.tracking.moments import after
 from allocflow.flows.tracking.settings import TrackingSettings
-from allocflow.flows.tracking.shipment import RouteOutput, TrackedShipment
+from allocflow.flows.tracking.shipment import (
+    ForgottenShipment,
+    RouteOutput,
+    TrackedShipment,
+    late_alert,
+)
 from allocflow.models.carrier import CarrierDelivered, CarrierEvent, CarrierPickedUp
 from allocflow.models.envelope import EventEnvelope
 from allocflow.models.route_alerts import RouteAlertKind
@@ -48,18 +62,31 @@ class Tick:
     time: datetime
 
 
+@dataclass(frozen=True)
+class OrderNews:
+    """Whether the order a shipment names has been seen on the orders feed.
+
+    The router sends ``seen=False`` right after a ``shipment.created`` whose order it
+    has not seen, and ``seen=True`` when that order arrives later. A lane that hears
+    nothing takes the order as seen.
+    """
+
+    shipment_id: str
+    seen: bool
+
+
 class LaneItem(NamedTuple):
     """What the router sends a lane: one of its shipments' events, or a tick.
 
     Attributes:
         carrier_id: The lane's carrier.
         lane: The lane id (node and destination region).
-        payload: The event or tick.
+        payload: The event, a tick, or news of the shipment's order.
     """
 
     carrier_id: str
     lane: str
-    payload: EventEnvelope | Tick
+    payload: EventEnvelope | Tick | OrderNews
 
 
 _CUTOFF = "cutoff"
@@ -83,14 +110,17 @@ class LaneTracker:
         self.lane = lane
         self._clock: datetime | None = None
         self._shipments: dict[str, TrackedShipment] = {}
+        self._forgotten = BoundedMap[ForgottenShipment](settings.shipment_memory)
         self._deadlines = Deadlines()
         self._history = LaneHistory(settings.transit_window, settings.baseline_window)
         self._degradation = DegradationWatch(settings, carrier_id, lane)
 
-    def apply(self, payload: EventEnvelope | Tick) -> list[RouteOutput]:
+    def apply(self, payload: EventEnvelope | Tick | OrderNews) -> list[RouteOutput]:
         """Advance the clock to ``payload``'s time, firing due deadlines, then apply it."""
         if isinstance(payload, Tick):
             return self._advance(payload.time)
+        if isinstance(payload, OrderNews):
+            return self._order_news(payload)
         records = self._advance(payload.event_time)
         return records + self._on_event(payload)
 
@@ -100,7 +130,10 @@ class LaneTracker:
         self._clock = now
         records: list[RouteOutput] = []
         for at, shipment_id, kind in self._deadlines.due(now):
-            records += self._fire(self._shipments[shipment_id], kind, at)
+            shipment = self._shipments[shipment_id]
+            detected_at = max(at, shipment.created.event_time)
+            records += self._fire(shipment, kind, detected_at)
+            records += shipment.settle(detected_at)
         self._history.advance(now)
         return records
 
@@ -110,17 +143,39 @@ class LaneTracker:
     def _on_event(self, event: EventEnvelope) -> list[RouteOutput]:
         if isinstance(event, ShipmentCreated):
             return self._create(event)
-        shipment = self._shipments.get(getattr(event, "shipment_id", ""))
+        delivered = isinstance(event, CarrierDelivered | ShipmentDelivered)
+        shipment_id: str = getattr(event, "shipment_id", "")
+        shipment = self._shipments.get(shipment_id)
         if shipment is None:
-            return []
+            forgotten = self._forgotten.pop(shipment_id) if delivered else None
+            if forgotten is None:
+                return []
+            return self._delivered_after_forget(shipment_id, forgotten, event)
         shipment.last_event_id = event.event_id
-        if isinstance(event, CarrierDelivered | ShipmentDelivered):
+        if delivered:
             return self._delivered(shipment, event)
         if isinstance(event, ShipmentDispatched):
-            return self._dispatched(shipment, event)
-        if isinstance(event, CarrierEvent):
-            return self._scanned(shipment, event)
-        return []
+            records = self._dispatched(shipment, event)
+        elif isinstance(event, CarrierEvent):
+            records = self._scanned(shipment, event)
+        else:
+            return []
+        return records + shipment.settle(self._now(event))
+
+    def _order_news(self, news: OrderNews) -> list[RouteOutput]:
+        shipment = self._shipments.get(news.shipment_id)
+        if shipment is None:
+            forgotten = self._forgotten.get(news.shipment_id)
+            if forgotten is not None:
+                self._forgotten.put(news.shipment_id, forgotten._replace(order_seen=news.seen))
+            return []
+        if not news.seen:
+            shipment.order_seen = False
+            return []
+        if shipment.order_seen or self._clock is None:
+            shipment.order_seen = True
+            return []
+        return shipment.learn_order(self._clock)
 
     def _create(self, event: ShipmentCreated) -> list[RouteOutput]:
         if event.shipment_id in self._shipments:
@@ -129,7 +184,8 @@ class LaneTracker:
         self._shipments[event.shipment_id] = shipment
         self._schedule(shipment, _CUTOFF, event.dispatch_cutoff)
         self._schedule(shipment, _PROMISE, self._latest_on_time(shipment))
-        self._schedule(shipment, _FORGET, event.promised_delivery + self._settings.forget_after)
+        forget_at = after(event.promised_delivery, self._settings.forget_after)
+        self._schedule(shipment, _FORGET, forget_at)
         return []
 
     def _dispatched(self, shipment: TrackedShipment, event: EventEnvelope) -> list[RouteOutput]:
@@ -159,9 +215,10 @@ class LaneTracker:
         previous = shipment.last_contact
         if previous is None or event.event_time > previous:
             shipment.last_contact = event.event_time
-            self._schedule(shipment, _STALL, event.event_time + self._settings.stall_after)
+            self._schedule(shipment, _STALL, after(event.event_time, self._settings.stall_after))
         if RouteAlertKind.STALLED in shipment.open_alerts and previous is not None:
-            where = f" at {event.location}" if isinstance(event, CarrierEvent) else ""
+            location = event.location if isinstance(event, CarrierEvent) else None
+            where = f" at {location}" if location else ""
             records += shipment.resolve(
                 RouteAlertKind.STALLED,
                 self._now(event),
@@ -171,22 +228,54 @@ class LaneTracker:
 
     def _delivered(self, shipment: TrackedShipment, event: EventEnvelope) -> list[RouteOutput]:
         delivered_at = event.event_time
-        self._forget(shipment)
+        del self._shipments[shipment.shipment_id]
+        self._deadlines.cancel(shipment.shipment_id, _KINDS)
         promise = shipment.created.promised_delivery
         on_time = delivered_at <= promise
-        outcome = (
-            "delivered on time" if on_time else f"delivered {_hours(delivered_at - promise)} late"
-        )
+        outcome = _outcome(delivered_at, promise)
         records = shipment.resolve_all(self._now(event), outcome)
         if not on_time:
             records.append(shipment.late(delivered_at, f"{outcome} (promised {_stamp(promise)})"))
-        start = shipment.transit_start
+        return records + self._record_delivery(delivered_at, shipment.transit_start, on_time, event)
+
+    def _delivered_after_forget(
+        self, shipment_id: str, forgotten: ForgottenShipment, event: EventEnvelope
+    ) -> list[RouteOutput]:
+        """A delivery of a shipment no longer tracked: still LATE, still in the lane's rate."""
+        delivered_at, promise = event.event_time, forgotten.promised_delivery
+        on_time = delivered_at <= promise
+        records: list[RouteOutput] = []
+        if not on_time:
+            detail = (
+                f"{_outcome(delivered_at, promise)} (promised {_stamp(promise)}; no longer "
+                f"tracked since {_hours(self._settings.forget_after)} after the promise)"
+            )
+            order_id = forgotten.order_id if forgotten.order_seen else None
+            records.append(
+                late_alert(
+                    carrier_id=self.carrier_id,
+                    lane=self.lane,
+                    shipment_id=shipment_id,
+                    order_id=order_id,
+                    promised_delivery=promise,
+                    delivered_at=delivered_at,
+                    detail=detail,
+                )
+            )
+        return records + self._record_delivery(
+            delivered_at, forgotten.transit_start, on_time, event
+        )
+
+    def _record_delivery(
+        self, delivered_at: datetime, start: datetime | None, on_time: bool, event: EventEnvelope
+    ) -> list[RouteOutput]:
         if start is not None and delivered_at >= start:
             self._history.record(delivered_at, (delivered_at - start).total_seconds(), on_time)
-        return records + self._degradation.judge(self._history, self._now(event))
+        return list(self._degradation.judge(self._history, self._now(event)))
 
-    def _fire(self, shipment: TrackedShipment, kind: str, at: datetime) -> list[RouteOutput]:
-        detected_at = max(at, shipment.created.event_time)
+    def _fire(
+        self, shipment: TrackedShipment, kind: str, detected_at: datetime
+    ) -> list[RouteOutput]:
         open_alerts = shipment.open_alerts
         if kind == _CUTOFF and shipment.dispatched_at is None:
             cutoff = _stamp(shipment.created.dispatch_cutoff)
@@ -198,9 +287,9 @@ class LaneTracker:
             return shipment.open_alert(RouteAlertKind.STALLED, detected_at, detail)
         if kind == _FORGET:
             self._forget(shipment)
-            after = _hours(self._settings.forget_after)
+            waited = _hours(self._settings.forget_after)
             return shipment.resolve_all(
-                detected_at, f"no longer tracked: not delivered {after} after the promise"
+                detected_at, f"no longer tracked: not delivered {waited} after the promise"
             )
         if kind in (_RISK, _PROMISE):
             return self._evaluate(shipment, detected_at)
@@ -208,8 +297,8 @@ class LaneTracker:
 
     def _evaluate(self, shipment: TrackedShipment, now: datetime) -> list[RouteOutput]:
         expected, source = self._expected(shipment, now)
-        latest = self._latest_on_time(shipment)
-        at_risk = expected > latest or now >= latest
+        promise, margin = shipment.created.promised_delivery, self._settings.at_risk_margin
+        at_risk = expected - promise > margin or now - promise >= margin
         is_open = RouteAlertKind.AT_RISK in shipment.open_alerts
         if at_risk and not is_open:
             detail = self._risk_detail(shipment, now, expected, source)
@@ -217,9 +306,9 @@ class LaneTracker:
         if not at_risk:
             self._schedule_risk_check(shipment, now)
             if is_open:
-                promise = _stamp(shipment.created.promised_delivery)
+                promised = _stamp(shipment.created.promised_delivery)
                 detail = (
-                    f"expected delivery {_stamp(expected)} is back within the promise {promise}"
+                    f"expected delivery {_stamp(expected)} is back within the promise {promised}"
                 )
                 return shipment.resolve(RouteAlertKind.AT_RISK, now, detail)
         return []
@@ -243,7 +332,7 @@ class LaneTracker:
         transit = self._history.predict_transit(
             elapsed, settings.prediction_quantile, settings.min_transit_samples
         )
-        return None if transit is None else start + timedelta(seconds=transit)
+        return None if transit is None else after(start, timedelta(seconds=transit))
 
     def _risk_detail(
         self, shipment: TrackedShipment, now: datetime, expected: datetime, source: str
@@ -269,24 +358,38 @@ class LaneTracker:
         if start is None:
             return
         settings = self._settings
+        budget = shipment.created.promised_delivery - start
         elapsed = self._history.elapsed_when_late(
             max(0.0, (now - start).total_seconds()),
-            (self._latest_on_time(shipment) - start).total_seconds(),
+            budget.total_seconds() + settings.at_risk_margin.total_seconds(),
             settings.prediction_quantile,
             settings.min_transit_samples,
         )
         if elapsed is not None:
-            self._schedule(shipment, _RISK, start + timedelta(seconds=elapsed))
+            self._schedule(shipment, _RISK, after(start, timedelta(seconds=elapsed)))
 
-    def _latest_on_time(self, shipment: TrackedShipment) -> datetime:
-        return shipment.created.promised_delivery + self._settings.at_risk_margin
+    def _latest_on_time(self, shipment: TrackedShipment) -> datetime | None:
+        """The promise plus the margin; None when that is past the calendar."""
+        return after(shipment.created.promised_delivery, self._settings.at_risk_margin)
 
-    def _schedule(self, shipment: TrackedShipment, kind: str, at: datetime) -> None:
-        self._deadlines.schedule(shipment.shipment_id, kind, at)
+    def _schedule(self, shipment: TrackedShipment, kind: str, at: datetime | None) -> None:
+        """Set the ``kind`` deadline to ``at``; None (past the calendar) means never."""
+        if at is None:
+            self._deadlines.cancel(shipment.shipment_id, (kind,))
+        else:
+            self._deadlines.schedule(shipment.shipment_id, kind, at)
 
     def _forget(self, shipment: TrackedShipment) -> None:
+        """Stop tracking ``shipment`` undelivered; keep what judging its delivery needs."""
         del self._shipments[shipment.shipment_id]
         self._deadlines.cancel(shipment.shipment_id, _KINDS)
+        self._forgotten.put(shipment.shipment_id, shipment.forgotten())
+
+
+def _outcome(delivered_at: datetime, promise: datetime) -> str:
+    if delivered_at <= promise:
+        return "delivered on time"
+    return f"delivered {_hours(delivered_at - promise)} late"
 
 
 def _hours(span: timedelta) -> str:

@@ -24,6 +24,8 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from allocflow.flows.tracking.moments import before
+
 
 @dataclass(frozen=True, order=True)
 class Delivery:
@@ -63,10 +65,10 @@ class LaneHistory:
 
     def advance(self, now: datetime) -> None:
         """Move deliveries older than the recent window to the baseline, and drop expired ones."""
-        recent_start = now - self._transit_window
+        recent_start = before(now, self._transit_window)
         while self._recent and self._recent[0].delivered_at < recent_start:
             self._to_baseline(self._recent.pop(0))
-        baseline_start = recent_start - self._baseline_window
+        baseline_start = before(recent_start, self._baseline_window)
         while self._baseline and self._baseline[0].delivered_at < baseline_start:
             self._baseline_on_time -= self._baseline.popleft().on_time
 

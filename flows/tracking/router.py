@@ -6,6 +6,12 @@ watches the latest event time and, each time it crosses a multiple of ``tick_eve
 sends every known lane a :class:`~allocflow.flows.tracking.lane.Tick`, so a lane whose
 own events stop (a stalled carrier) still reaches its deadlines.
 
+The router also reads the orders feed, only to remember which orders exist (bounded
+by ``shipment_memory`` too; order events reach no lane and move no clock): a
+``shipment.created`` whose order it has not seen is followed, to its lane, by an
+:class:`~allocflow.flows.tracking.lane.OrderNews` saying so, and by another one if the
+order arrives later. A lane raises the risks of such a shipment as data quality.
+
 Example:
     >>> from allocflow.models.codec import decode_event
     >>> from allocflow.models.topics import InputTopic
@@ -17,16 +23,21 @@ Example:
     ...     b'"promised_delivery":"2026-03-04T12:00:00Z",'
     ...     b'"lines":[{"line_id":"L-1","sku":"S-1","qty":2}]}'))
     >>> router = TrackingRouter(TrackingSettings())
-    >>> [(key, item.lane) for key, item in router.route(created)]
-    [('CARR-A|DC-NJ>west', 'DC-NJ>west')]
+    >>> [(key, type(item.payload).__name__) for key, item in router.route(created)]
+    [('CARR-A|DC-NJ>west', 'ShipmentCreated'), ('CARR-A|DC-NJ>west', 'OrderNews')]
+
+    The router had not seen order ``O-1``, so the lane hears that too.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from allocflow.flows.tracking.lane import LaneItem, Tick
+from allocflow.flows.tracking.bounded import BoundedMap
+from allocflow.flows.tracking.lane import LaneItem, OrderNews, Tick
+from allocflow.flows.tracking.moments import at_seconds
 from allocflow.flows.tracking.settings import TrackingSettings
 from allocflow.models.carrier import CarrierEvent
 from allocflow.models.envelope import EventEnvelope
+from allocflow.models.orders import OrderCancelled, OrderChanged, OrderPlaced
 from allocflow.models.shipments import (
     ShipmentCreated,
     ShipmentDelivered,
@@ -39,6 +50,9 @@ from allocflow.quality.recent import RecentMap
 Routed = tuple[str, LaneItem]
 """A lane key (``carrier|lane``) and what that lane receives."""
 
+ORDER_EVENTS = (OrderPlaced, OrderChanged, OrderCancelled)
+"""Order events: each says its order exists."""
+
 TRACKED_EVENTS = (
     ShipmentCreated,
     ShipmentPicked,
@@ -46,8 +60,12 @@ TRACKED_EVENTS = (
     ShipmentDispatched,
     ShipmentDelivered,
     CarrierEvent,
+    *ORDER_EVENTS,
 )
-"""The events the router takes: every shipment event and every carrier event."""
+"""The events the router takes: every shipment, carrier and order event."""
+
+_Waiting = tuple[tuple[str, str, str], ...]
+"""Shipments (carrier, lane, shipment id) waiting for their order to be seen."""
 
 
 def is_tracked(event: EventEnvelope) -> bool:
@@ -64,31 +82,49 @@ class TrackingRouter:
         self._lane_of = RecentMap[tuple[str, str]](settings.shipment_memory)
         self._lanes: dict[str, tuple[str, str]] = {}
         self._next_tick: datetime | None = None
+        self._orders = RecentMap[bool](settings.shipment_memory)
+        self._awaiting_order = BoundedMap[_Waiting](settings.shipment_memory)
 
     def route(self, event: EventEnvelope) -> list[Routed]:
         """Return the ticks due by ``event``'s time, then ``event`` keyed by its lane.
 
         Events of shipments the router does not know (never created, or forgotten)
-        are not routed; the data-quality gate reports such orphans.
+        are not routed; the data-quality gate reports such orphans. An order event
+        returns the news, for the lanes of shipments waiting for that order, that it
+        exists; it moves no clock.
         """
+        if isinstance(event, ORDER_EVENTS):
+            return self._order_seen(event.order_id)
         routed = self._ticks(event.event_time)
-        lane = self._lane(event)
-        if lane is None:
-            return routed
-        carrier_id, lane_id = lane
-        routed.append((f"{carrier_id}|{lane_id}", LaneItem(carrier_id, lane_id, event)))
+        if isinstance(event, ShipmentCreated):
+            return routed + self._created(event)
+        shipment_id: str | None = getattr(event, "shipment_id", None)
+        lane = None if shipment_id is None else self._lane_of.get(shipment_id)
+        if lane is not None:
+            carrier_id, lane_id = lane
+            routed.append((f"{carrier_id}|{lane_id}", LaneItem(carrier_id, lane_id, event)))
         return routed
 
-    def _lane(self, event: EventEnvelope) -> tuple[str, str] | None:
-        shipment_id: str | None = getattr(event, "shipment_id", None)
-        if shipment_id is None:
-            return None
-        if isinstance(event, ShipmentCreated):
-            lane = (event.carrier_id, event.lane)
-            self._lane_of.put(shipment_id, lane)
-            self._lanes.setdefault(f"{event.carrier_id}|{event.lane}", lane)
-            return lane
-        return self._lane_of.get(shipment_id)
+    def _created(self, event: ShipmentCreated) -> list[Routed]:
+        carrier_id, lane_id, shipment_id = event.carrier_id, event.lane, event.shipment_id
+        key = f"{carrier_id}|{lane_id}"
+        known = self._lane_of.get(shipment_id) is not None
+        self._lane_of.put(shipment_id, (carrier_id, lane_id))
+        self._lanes.setdefault(key, (carrier_id, lane_id))
+        routed = [(key, LaneItem(carrier_id, lane_id, event))]
+        if known or self._orders.get(event.order_id):
+            return routed
+        waiting = self._awaiting_order.get(event.order_id) or ()
+        self._awaiting_order.put(event.order_id, (*waiting, (carrier_id, lane_id, shipment_id)))
+        news = OrderNews(shipment_id, seen=False)
+        return [*routed, (key, LaneItem(carrier_id, lane_id, news))]
+
+    def _order_seen(self, order_id: str) -> list[Routed]:
+        self._orders.put(order_id, True)
+        return [
+            (f"{carrier_id}|{lane_id}", LaneItem(carrier_id, lane_id, OrderNews(shipment_id, True)))
+            for carrier_id, lane_id, shipment_id in self._awaiting_order.pop(order_id) or ()
+        ]
 
     def _ticks(self, event_time: datetime) -> list[Routed]:
         if self._next_tick is not None and event_time < self._next_tick:
@@ -96,10 +132,10 @@ class TrackingRouter:
         seconds = event_time.timestamp()
         floor = seconds - seconds % self._tick_s
         first = self._next_tick is None
-        self._next_tick = datetime.fromtimestamp(floor + self._tick_s, UTC)
+        self._next_tick = at_seconds(floor + self._tick_s)
         if first:
             return []
-        tick = Tick(datetime.fromtimestamp(floor, UTC))
+        tick = Tick(at_seconds(floor))
         return [
             (key, LaneItem(carrier, lane, tick)) for key, (carrier, lane) in self._lanes.items()
         ]

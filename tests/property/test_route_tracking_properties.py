@@ -4,7 +4,7 @@ import pickle
 import random
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import count
 
 import pytest
@@ -18,6 +18,7 @@ from allocflow.flows.tracking.shipment import RouteOutput
 from allocflow.models.allocation_exceptions import AllocationException, ExceptionState
 from allocflow.models.carrier import CarrierDelivered, CarrierInTransit, CarrierPickedUp
 from allocflow.models.envelope import EventEnvelope, Source
+from allocflow.models.orders import Channel, OrderLine, OrderPlaced
 from allocflow.models.route_alerts import RouteAlert, RouteAlertKind
 from allocflow.models.shipments import (
     ShipmentCreated,
@@ -29,6 +30,7 @@ from allocflow.models.shipments import (
 pytestmark = pytest.mark.property
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+_TIME_FIELDS = ("event_time", "dispatch_cutoff", "promised_delivery", "eta")
 OPENING = {
     RouteAlertKind.NOT_DISPATCHED,
     RouteAlertKind.AT_RISK,
@@ -81,6 +83,8 @@ def events_of(stories: list[Story]) -> list[EventEnvelope]:
             return T0 + timedelta(hours=story.created + hours)
 
         common = {"source": Source.TMS, "shipment_id": shipment}
+        if number % 3:
+            events.append(placed(f"O-{number}", at(-1), f"e-{next(ids)}"))
         events.append(
             ShipmentCreated(
                 event_id=f"e-{next(ids)}",
@@ -136,6 +140,22 @@ def events_of(stories: list[Story]) -> list[EventEnvelope]:
                 )
             )
     return events
+
+
+def placed(order_id: str, moment: datetime, event_id: str) -> OrderPlaced:
+    line = OrderLine(line_id="L-1", sku="S-1", qty=1, unit_price=10.0, unit_cost=5.0)
+    return OrderPlaced(
+        event_id=event_id,
+        event_time=moment,
+        source=Source.ERP,
+        order_id=order_id,
+        customer_id="C-1",
+        customer_tier="standard",
+        channel=Channel.EDI,
+        region="west",
+        promised_date=moment + timedelta(days=3),
+        lines=[line],
+    )
 
 
 def track(events: list[EventEnvelope], tracking: TrackingSettings = SETTINGS) -> list[RouteOutput]:
@@ -258,3 +278,82 @@ def test_ticks_alone_fire_deadlines_of_quiet_lanes() -> None:
         RouteAlertKind.STALLED,
         RouteAlertKind.AT_RISK,
     }
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(stories, min_size=1, max_size=8), st.sampled_from([0.5, 3.0, 20.0]))
+def test_late_exactly_for_shipments_delivered_after_their_promise_however_late(
+    generated: list[Story], forget_hours: float
+) -> None:
+    """Shipments no longer tracked (``forget_after`` past the promise) are still judged."""
+    tracking = SETTINGS.model_copy(update={"forget_after": timedelta(hours=forget_hours)})
+    records = track(in_time_order(events_of(generated)), tracking)
+    late = {r.shipment_id for r in records if isinstance(r, RouteAlert) and r.kind == "LATE"}
+    assert late == {
+        f"SH-{number}"
+        for number, story in enumerate(generated)
+        if story.delivery is not None and story.delivery > story.cutoff + story.promise
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(stories, min_size=1, max_size=8), st.randoms(use_true_random=False))
+def test_an_exception_never_closes_and_reopens_at_one_instant(
+    generated: list[Story], shuffler: random.Random
+) -> None:
+    """One exception per risk episode: an event never closes a shipment's and opens another.
+
+    (Two events at one instant still can: the first clears every risk, the second finds
+    a new one.)
+    """
+    events = in_time_order(events_of(generated))
+    for index in range(len(events) - 1):
+        if shuffler.random() < 0.2:
+            events[index], events[index + 1] = events[index + 1], events[index]
+    router, lanes = TrackingRouter(SETTINGS), dict[str, LaneTracker]()
+    for event in events:
+        for key, item in router.route(event):
+            lane = lanes.setdefault(key, LaneTracker(SETTINGS, item.carrier_id, item.lane))
+            changes = [
+                (record.detail.split()[1], record.reason_code, record.state)
+                for record in lane.apply(item.payload)
+                if isinstance(record, AllocationException)
+            ]
+            for position, (shipment, reason, state) in enumerate(changes):
+                if state is ExceptionState.CLOSED:
+                    assert (shipment, reason, ExceptionState.OPEN) not in changes[position:]
+
+
+_ZONES = st.builds(
+    lambda minutes: timezone(timedelta(minutes=minutes)), st.integers(-23 * 60, 23 * 60)
+)
+_ANY_TIME = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_ZONES
+) | st.sampled_from(
+    [
+        datetime.min.replace(tzinfo=UTC),
+        datetime.max.replace(tzinfo=UTC),
+        datetime.min.replace(tzinfo=timezone(timedelta(hours=5))),
+        datetime.max.replace(tzinfo=timezone(timedelta(hours=-5))),
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(stories, min_size=1, max_size=5),
+    st.lists(st.tuples(st.integers(0, 200), st.sampled_from(_TIME_FIELDS), _ANY_TIME)),
+)
+def test_tracking_never_overflows_whatever_the_times(
+    generated: list[Story], moves: list[tuple[int, str, datetime]]
+) -> None:
+    """Any aware datetime Python holds, in any field, in any offset: no exception escapes."""
+    events = in_time_order(events_of(generated))
+    for position, name, moment in moves:
+        index = position % len(events)
+        if name in type(events[index]).model_fields:
+            events[index] = events[index].model_copy(update={name: moment})
+    tracking = SETTINGS.model_copy(update={"at_risk_margin": timedelta(hours=1)})
+    records = track(events, tracking)
+    assert_alerts_pair_up(records)
+    assert_exceptions_pair_up(records)

@@ -1,7 +1,7 @@
 """Route-delay detection with explicit event-time sequences: every alert kind, exactly."""
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import count
 
 import pytest
@@ -23,6 +23,7 @@ from allocflow.models.carrier import (
     CarrierPickedUp,
 )
 from allocflow.models.envelope import EventEnvelope, Source
+from allocflow.models.orders import Channel, OrderLine, OrderPlaced
 from allocflow.models.route_alerts import RouteAlert, RouteAlertKind
 from allocflow.models.shipments import (
     ShipmentCreated,
@@ -100,6 +101,21 @@ def tms_delivered(shipment: str, hours: float) -> ShipmentDelivered:
         source=Source.TMS,
         shipment_id=shipment,
         order_id=f"O-{shipment}",
+    )
+
+
+def placed(order: str, hours: float) -> OrderPlaced:
+    return OrderPlaced(
+        event_id=_id(),
+        event_time=at(hours),
+        source=Source.ERP,
+        order_id=order,
+        customer_id="C-1",
+        customer_tier="standard",
+        channel=Channel.EDI,
+        region="west",
+        promised_date=at(hours + 72),
+        lines=[OrderLine(line_id="L-1", sku="S-1", qty=1, unit_price=10, unit_cost=5)],
     )
 
 
@@ -444,6 +460,7 @@ def test_alert_ids_are_deterministic_and_distinct_per_episode() -> None:
 
 def test_router_keys_scans_by_the_lane_of_their_shipment_and_ticks_every_lane() -> None:
     router = TrackingRouter(TrackingSettings(tick_every=timedelta(hours=1)))
+    assert router.route(placed("O-SH-1", 0.1)) == router.route(placed("O-SH-2", 0.1)) == []
     first = router.route(created("SH-1", 0.2, 1, 30))
     other = created("SH-2", 0.4, 1, 30).model_copy(update={"carrier_id": "CARR-B"})
     second = router.route(other)
@@ -491,3 +508,240 @@ def test_no_step_of_the_flow_asks_for_a_wall_clock_timer() -> None:
     stateful = _PickledLogic(lambda state, value: (state, [value]), None)
     assert stateful.notify_at() is None
     assert _GateLogic(QualityGate()).notify_at() is None
+
+
+def track_all(
+    items: Iterable[EventEnvelope | Tick], settings: TrackingSettings | None = None
+) -> list[RouteOutput]:
+    """Route events through the router to their lanes, as the dataflow does; ticks to all."""
+    tracking = settings or TrackingSettings()
+    router, lanes = TrackingRouter(tracking), dict[str, LaneTracker]()
+    records: list[RouteOutput] = []
+    for event in items:
+        if isinstance(event, Tick):
+            records += [record for lane in lanes.values() for record in lane.apply(event)]
+            continue
+        for key, item in router.route(event):
+            lane = lanes.setdefault(key, LaneTracker(tracking, item.carrier_id, item.lane))
+            records += lane.apply(item.payload)
+    return records
+
+
+FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+YEAR_ONE_EAST = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+
+
+def _moved(event: EventEnvelope, **times: datetime) -> EventEnvelope:
+    """``event`` with other times, unvalidated: any datetime a contract might accept."""
+    return event.model_copy(update=times)
+
+
+@pytest.mark.parametrize("margin", [timedelta(0), timedelta(hours=6)])
+def test_a_promise_at_the_end_of_the_calendar_never_fires_and_never_overflows(
+    margin: timedelta,
+) -> None:
+    """A promise of 9999-12-31T23:59:59Z crashed the flow (OverflowError) in promise + 14 d."""
+    settings = TrackingSettings(stall_after=timedelta(hours=12), at_risk_margin=margin)
+    story = [
+        placed("O-SH-1", 0),
+        _moved(created("SH-1", 0, 2, 30), promised_delivery=FAR_FUTURE),
+        dispatched("SH-1", 1),
+        picked_up("SH-1", 2, eta=20),
+        *_warm_lane(10, 12, start=3),
+        carrier_delivered("W-10-0", 200),
+    ]
+    records = track_all(story, settings)
+    assert [(kind, shipment) for kind, shipment, _ in alerts(records)] == [("STALLED", "SH-1")]
+
+
+def test_events_at_both_ends_of_the_calendar_are_tracked_without_overflow() -> None:
+    """Scans, ETAs, cutoffs and ticks at year 1 (east of UTC) and year 9999 are just times."""
+    end = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))
+    stories = [
+        _moved(
+            created("SH-1", 0, 2, 30),
+            event_time=YEAR_ONE_EAST,
+            dispatch_cutoff=YEAR_ONE_EAST,
+            promised_delivery=YEAR_ONE_EAST,
+        ),
+        _moved(picked_up("SH-1", 0), event_time=YEAR_ONE_EAST, eta=FAR_FUTURE),
+        _moved(carrier_delivered("SH-1", 0), event_time=YEAR_ONE_EAST + timedelta(hours=1)),
+        _moved(created("SH-2", 0, 2, 30), event_time=FAR_FUTURE, promised_delivery=end),
+        _moved(dispatched("SH-2", 0), event_time=FAR_FUTURE),
+        _moved(scan("SH-2", 0, eta=1), event_time=end, eta=end),
+        _moved(tms_delivered("SH-2", 0), event_time=end),
+    ]
+    records = track_all(stories, TrackingSettings(min_transit_samples=1))
+    assert [(kind, shipment) for kind, shipment, _ in alerts(records)] == [
+        ("AT_RISK", "SH-1"),
+        ("RESOLVED", "SH-1"),
+        ("LATE", "SH-1"),
+        ("AT_RISK", "SH-2"),
+        ("RESOLVED", "SH-2"),
+    ]
+
+
+def test_a_delivery_after_the_forget_window_is_still_late_and_counts_in_the_lane() -> None:
+    """Deliveries more than ``forget_after`` late raised no LATE and never reached the lane."""
+    settings = NO_STALLS.model_copy(
+        update={"forget_after": timedelta(hours=24), "min_lane_deliveries": 1}
+    )
+    story = [
+        created("SH-1", 0, 2, 30),
+        dispatched("SH-1", 1),
+        picked_up("SH-1", 2),
+        tick(55),
+        carrier_delivered("SH-1", 70),
+        tms_delivered("SH-1", 71),
+    ]
+    records = run(story, settings)
+    assert alerts(records) == [
+        ("AT_RISK", "SH-1", 30.0),
+        ("RESOLVED", "SH-1", 54.0),
+        ("LATE", "SH-1", 70.0),
+        ("LANE_DEGRADED", None, 70.0),
+    ]
+    late = records[-2]
+    assert isinstance(late, RouteAlert)
+    assert (late.order_id, late.promised_delivery, late.expected_delivery) == (
+        "O-SH-1",
+        at(30),
+        at(70),
+    )
+    assert late.detail == (
+        "delivered 40.0 h late (promised 2026-03-03 12:00; no longer tracked since 24.0 h "
+        "after the promise)"
+    )
+    assert "on-time rate 0% over the last 1 deliveries" in records[-1].detail
+    assert late.alert_id == run([*story[:3], carrier_delivered("SH-1", 35)])[-1].alert_id
+
+
+def test_a_forgotten_shipment_keeps_only_a_bounded_trace() -> None:
+    settings = NO_STALLS.model_copy(
+        update={"forget_after": timedelta(hours=1), "shipment_memory": 2}
+    )
+    story = [created(f"SH-{n}", 0, 2, 30) for n in range(3)]
+    late = [carrier_delivered(f"SH-{n}", 40) for n in range(3)]
+    records = run([*story, tick(35), *late], settings)
+    assert [shipment for kind, shipment, _ in alerts(records) if kind == "LATE"] == [
+        "SH-1",
+        "SH-2",
+    ]
+
+
+def test_a_scan_that_clears_a_stall_but_finds_the_shipment_at_risk_keeps_one_exception() -> None:
+    """STALLED resolved before AT_RISK opened closed the exception and reopened it at once."""
+    settings = TrackingSettings(stall_after=timedelta(hours=12))
+    records = run(
+        [
+            created("SH-1", 0, 2, 40),
+            dispatched("SH-1", 1),
+            picked_up("SH-1", 2, eta=30),
+            tick(15),
+            scan("SH-1", 20, eta=45),
+            scan("SH-1", 30, eta=45),
+            carrier_delivered("SH-1", 41),
+        ],
+        settings,
+    )
+    assert alerts(records) == [
+        ("STALLED", "SH-1", 14.0),
+        ("RESOLVED", "SH-1", 20.0),
+        ("AT_RISK", "SH-1", 20.0),
+        ("RESOLVED", "SH-1", 41.0),
+        ("LATE", "SH-1", 41.0),
+    ]
+    opened, closed = exceptions(records)
+    assert (opened.state, closed.state) == (ExceptionState.OPEN, ExceptionState.CLOSED)
+    assert opened.exception_id == closed.exception_id
+    assert (opened.opened_at, closed.closed_at) == (at(14), at(41))
+    assert closed.resolution == "delivered 1.0 h late"
+
+
+def test_the_exception_closes_once_every_risk_of_the_scan_has_cleared() -> None:
+    settings = TrackingSettings(stall_after=timedelta(hours=12))
+    records = run(
+        [
+            created("SH-1", 0, 2, 40),
+            dispatched("SH-1", 1),
+            picked_up("SH-1", 2, eta=30),
+            tick(15),
+            scan("SH-1", 20, eta=35),
+        ],
+        settings,
+    )
+    opened, closed = exceptions(records)
+    assert closed.resolution == "risk cleared: carrier.in_transit at HUB-W after 18.0 h silent"
+    assert (opened.opened_at, closed.closed_at) == (at(14), at(20))
+
+
+def test_a_scan_without_a_location_clears_a_stall_without_printing_none() -> None:
+    settings = TrackingSettings(stall_after=timedelta(hours=12))
+    silent = scan("SH-1", 20).model_copy(update={"location": None})
+    records = run([created("SH-1", 0, 2, 96), dispatched("SH-1", 1), tick(15), silent], settings)
+    resolved = [r for r in records if isinstance(r, RouteAlert)][-1]
+    closed = exceptions(records)[-1]
+    assert resolved.detail == "carrier.in_transit after 19.0 h silent"
+    assert closed.resolution == "risk cleared: carrier.in_transit after 19.0 h silent"
+
+
+def test_risks_of_a_shipment_whose_order_was_never_seen_are_data_quality() -> None:
+    """Orphan shipments filled the operations queue with ROUTE_DELAY_RISK of no order."""
+    records = track_all([created("SH-1", 0, 4, 48), tick(5), placed("O-OTHER", 6)])
+    (alert,) = [r for r in records if isinstance(r, RouteAlert)]
+    (opened,) = exceptions(records)
+    assert (alert.kind, alert.shipment_id, alert.order_id) == (
+        RouteAlertKind.NOT_DISPATCHED,
+        "SH-1",
+        None,
+    )
+    assert (opened.reason_code, opened.owner_role, opened.order_id) == (
+        ReasonCode.DATA_QUALITY,
+        OwnerRole.INTEGRATION,
+        "O-SH-1",
+    )
+    assert opened.detail == (
+        "shipment SH-1 (CARR-A, DC-NJ>west) names order O-SH-1, never seen on the orders "
+        "feed: not dispatched by the cutoff 2026-03-02 10:00"
+    )
+
+
+def test_a_shipment_whose_order_was_seen_is_a_route_delay_risk_for_logistics() -> None:
+    records = track_all([placed("O-SH-1", 0), created("SH-1", 0.5, 4, 48), tick(5)])
+    (alert,) = [r for r in records if isinstance(r, RouteAlert)]
+    (opened,) = exceptions(records)
+    assert alert.order_id == "O-SH-1"
+    assert (opened.reason_code, opened.owner_role) == (
+        ReasonCode.ROUTE_DELAY_RISK,
+        OwnerRole.LOGISTICS,
+    )
+
+
+def test_an_order_arriving_after_its_shipment_hands_the_risk_over_to_logistics() -> None:
+    records = track_all(
+        [
+            created("SH-1", 0, 4, 48),
+            tick(5),
+            placed("O-SH-1", 6),
+            dispatched("SH-1", 7),
+        ]
+    )
+    first, second = (e for e in exceptions(records) if e.state is ExceptionState.OPEN)
+    closed = [e for e in exceptions(records) if e.state is ExceptionState.CLOSED]
+    assert (first.reason_code, second.reason_code) == (
+        ReasonCode.DATA_QUALITY,
+        ReasonCode.ROUTE_DELAY_RISK,
+    )
+    assert [(e.exception_id, e.resolution) for e in closed] == [
+        (first.exception_id, "order O-SH-1 arrived (the delivery risk goes to logistics)"),
+        (second.exception_id, "risk cleared: dispatched 3.0 h after the cutoff"),
+    ]
+    assert second.opened_at == closed[0].closed_at == at(5)
+    resolved = [r for r in records if isinstance(r, RouteAlert)][-1]
+    assert resolved.order_id == "O-SH-1"
+
+
+def test_an_order_arriving_within_its_shipments_grace_changes_nothing() -> None:
+    """The order event merged just after its shipment: no data-quality record at all."""
+    records = track_all([created("SH-1", 0, 4, 48), placed("O-SH-1", 0.1), tick(5)])
+    assert [e.reason_code for e in exceptions(records)] == [ReasonCode.ROUTE_DELAY_RISK]
