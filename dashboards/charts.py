@@ -13,6 +13,8 @@ _FILL_SERIES = {
     "order_fill_rate_first_pass": "Order fill, first pass",
     "order_fill_rate_current": "Order fill, current",
 }
+_PERCENT_AXIS = ".1~%"
+"""Axis labels of a rate: at most one decimal, none when whole (never "100.000000%")."""
 _ON_TIME_SERIES = {
     "on_time_dispatch_rate": "On-time dispatch",
     "on_time_delivery_rate": "On-time delivery",
@@ -43,7 +45,10 @@ def fill_rate(trend: pl.DataFrame, grain: Grain) -> alt.Chart:
         .encode(
             x=_time_axis(grain),
             y=alt.Y(
-                "rate:Q", title="fill rate", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)
+                "rate:Q",
+                title="fill rate",
+                axis=alt.Axis(format=_PERCENT_AXIS),
+                scale=alt.Scale(zero=False),
             ),
             color=alt.Color("series:N", title=None, sort=list(_FILL_SERIES.values())),
             tooltip=["period_start:T", "series:N", alt.Tooltip("rate:Q", format=".1%")],
@@ -53,20 +58,50 @@ def fill_rate(trend: pl.DataFrame, grain: Grain) -> alt.Chart:
     return chart
 
 
+_PERCENTILE_DASHES = {"p50": [1, 0], "p90": [6, 4]}
+"""Solid p50, dashed p90: the line style tells the percentile, the colour the stage."""
+
+
 def cycle_time(trend: pl.DataFrame, grain: Grain) -> alt.Chart:
-    """p50 and p90 cycle time per stage over time, in hours."""
+    """p50 and p90 cycle time per stage over time, in hours.
+
+    The colour is the stage, the line's dash the percentile (solid p50, dashed p90);
+    the percentile legend draws grey strokes with those dashes, under the chart
+    (not the default black dots, which looked the same for both).
+    """
     hours = _long(
         trend, ["period_start", "stage"], {"p50_seconds": "p50", "p90_seconds": "p90"}, "seconds"
-    ).with_columns((pl.col("seconds") / 3600).alias("hours"))
+    ).with_columns(
+        (pl.col("seconds") / 3600).alias("hours"),
+        pl.col("stage").str.replace("_to_", " → ", literal=True).str.replace_all("_", " "),
+    )
+    percentiles = list(_PERCENTILE_DASHES)
     chart: alt.Chart = (
         alt.Chart(hours)
         .mark_line(point=True)
         .encode(
             x=_time_axis(grain),
             y=alt.Y("hours:Q", title="hours"),
-            color=alt.Color("stage:N", title=None),
-            strokeDash=alt.StrokeDash("series:N", title=None),
-            tooltip=["period_start:T", "stage:N", "series:N", alt.Tooltip("hours:Q", format=".2f")],
+            color=alt.Color("stage:N", title="stage"),
+            strokeDash=alt.StrokeDash(
+                "series:N",
+                title="percentile",
+                scale=alt.Scale(domain=percentiles, range=list(_PERCENTILE_DASHES.values())),
+                legend=alt.Legend(
+                    symbolType="stroke",
+                    symbolStrokeColor="gray",
+                    symbolStrokeWidth=2,
+                    symbolSize=400,
+                    orient="bottom",
+                    direction="horizontal",
+                ),
+            ),
+            tooltip=[
+                alt.Tooltip("period_start:T", title="period"),
+                "stage:N",
+                alt.Tooltip("series:N", title="percentile"),
+                alt.Tooltip("hours:Q", format=".1f"),
+            ],
         )
         .properties(height=_HEIGHT, title="Cycle time p50 / p90 by stage")
     )
@@ -80,7 +115,7 @@ def split_rate(trend: pl.DataFrame, grain: Grain) -> alt.Chart:
         .mark_area(opacity=0.5, line=True, point=True)
         .encode(
             x=_time_axis(grain),
-            y=alt.Y("split_rate:Q", title="split rate", axis=alt.Axis(format="%")),
+            y=alt.Y("split_rate:Q", title="split rate", axis=alt.Axis(format=_PERCENT_AXIS)),
             tooltip=[
                 "period_start:T",
                 alt.Tooltip("split_rate:Q", format=".1%"),
@@ -99,10 +134,20 @@ def exception_aging(aging: pl.DataFrame) -> alt.Chart:
         alt.Chart(aging)
         .mark_bar()
         .encode(
-            x=alt.X("age_bucket:N", title="age", sort=[label for label, _ in AGE_BUCKETS]),
+            x=alt.X(
+                "age_bucket:N",
+                title="age",
+                sort=[label for label, _ in AGE_BUCKETS],
+                axis=alt.Axis(labelAngle=0),
+            ),
             y=alt.Y("open_exceptions:Q", title="open exceptions"),
             color=alt.Color("reason_code:N", title="reason"),
-            tooltip=["reason_code:N", "age_bucket:N", "open_exceptions:Q", "oldest_hours:Q"],
+            tooltip=[
+                "reason_code:N",
+                "age_bucket:N",
+                "open_exceptions:Q",
+                alt.Tooltip("oldest_hours:Q", title="oldest (h)", format=".1f"),
+            ],
         )
         .properties(height=_HEIGHT, title="Open exceptions by age")
     )
@@ -117,7 +162,12 @@ def on_time(rates: pl.DataFrame, by: str, title: str) -> alt.Chart:
         .mark_point(filled=True, size=90, opacity=0.85)
         .encode(
             y=alt.Y(f"{by}:N", title=None),
-            x=alt.X("rate:Q", title=None, axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)),
+            x=alt.X(
+                "rate:Q",
+                title=None,
+                axis=alt.Axis(format=_PERCENT_AXIS),
+                scale=alt.Scale(zero=False),
+            ),
             color=alt.Color("series:N", title=None, sort=list(_ON_TIME_SERIES.values())),
             shape=alt.Shape("series:N", title=None, sort=list(_ON_TIME_SERIES.values())),
             tooltip=[f"{by}:N", "series:N", alt.Tooltip("rate:Q", format=".1%"), "shipments:Q"],
@@ -150,7 +200,9 @@ def gx_pass_rate(rates: pl.DataFrame) -> alt.Chart:
         .mark_line(point=True)
         .encode(
             x=alt.X("detected_at:T", title="run (watermark)"),
-            y=alt.Y("pass_rate:Q", title="expectations passed", axis=alt.Axis(format="%")),
+            y=alt.Y(
+                "pass_rate:Q", title="expectations passed", axis=alt.Axis(format=_PERCENT_AXIS)
+            ),
             color=alt.Color("feed:N", title="table"),
             tooltip=[
                 "detected_at:T",
@@ -207,7 +259,7 @@ def transit_time(distribution: pl.DataFrame, percentiles: pl.DataFrame) -> alt.F
         .encode(
             x=hours,
             x2="upper_hours:Q",
-            y=alt.Y("share:Q", title="share", axis=alt.Axis(format="%")),
+            y=alt.Y("share:Q", title="share", axis=alt.Axis(format=_PERCENT_AXIS)),
             y2=alt.datum(0),
             tooltip=[
                 "carrier_id:N",

@@ -9,10 +9,14 @@ file with no writer). Either way it opens read-only, runs one page's queries and
 closes again, so it never holds a lock the writer needs and every number on a page
 comes from the same file. Loads are cached for :data:`CACHE_TTL_S` seconds across
 all sessions; a load that fails raises :class:`DataUnavailableError` and is not
-cached, so the next refresh retries.
+cached, so the next refresh retries. Until the lander has published its first
+snapshot (the file missing, or held by the lander with no snapshot yet) a load
+raises :class:`WaitingForDataError`; its message and every other one are plain
+words, never DuckDB's own text (that goes to the log).
 """
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -37,6 +41,8 @@ from allocflow.dashboards.queries import (
 from allocflow.flows.settings import Settings
 from allocflow.quality.settings import GateSettings
 
+_LOG = logging.getLogger(__name__)
+
 DB_ENV = "ALLOCFLOW_DASHBOARD_DB"
 """Environment variable naming the database when the app gets no ``--db``."""
 
@@ -47,7 +53,11 @@ _HOUR = timedelta(hours=1)
 
 
 class DataUnavailableError(RuntimeError):
-    """The database could not be opened or read; the message says why."""
+    """The database could not be opened or read; the message says why, in plain words."""
+
+
+class WaitingForDataError(DataUnavailableError):
+    """Nothing to read yet: no snapshot published and the landed file missing or being written."""
 
 
 def dashboard_db(argv: Sequence[str] | None = None) -> Path | None:
@@ -86,25 +96,42 @@ def read_only(db: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
         The connection and the file it reads.
 
     Raises:
-        DataUnavailableError: Neither file exists, the file is locked by a writer (no
-            snapshot published), or a query failed.
+        WaitingForDataError: Neither file exists yet, or the lander holds ``db`` and
+            has not published its first snapshot.
+        DataUnavailableError: The file cannot be opened or a query failed (DuckDB's
+            message is logged, not raised).
     """
     source = source_of(db)
     if not source.exists():
-        raise DataUnavailableError(
-            f"neither {db} nor its snapshot {snapshot_path(db)} exists yet "
-            "(has the landing started?)"
+        raise WaitingForDataError(
+            f"Waiting for the first snapshot: neither {db} nor {snapshot_path(db)} exists yet "
+            "(is the lander, `allocflow land` or `allocflow run --db`, running?)"
         )
     try:
         con = duckdb.connect(str(source), read_only=True)
     except duckdb.Error as error:
-        raise DataUnavailableError(f"cannot open {source}: {error}") from error
+        raise _open_error(db, source, error) from error
     try:
         yield con, source
     except duckdb.Error as error:
-        raise DataUnavailableError(f"cannot read {source}: {error}") from error
+        _LOG.warning("cannot read %s: %s", source, error)
+        raise DataUnavailableError(
+            f"{source.name} could not be read (the dashboard's log says why)"
+        ) from error
     finally:
         con.close()
+
+
+def _open_error(db: Path, source: Path, error: duckdb.Error) -> DataUnavailableError:
+    """The plain-words error for a file DuckDB would not open."""
+    if source == db and "lock" in str(error).lower():
+        _LOG.info("waiting for the first snapshot of %s: %s", db, error)
+        return WaitingForDataError(
+            f"Waiting for the first snapshot: the lander is writing {db.name} and has not "
+            f"published {snapshot_path(db).name} yet"
+        )
+    _LOG.warning("cannot open %s: %s", source, error)
+    return DataUnavailableError(f"{source.name} could not be opened (the dashboard's log says why)")
 
 
 @dataclass(frozen=True)
@@ -381,7 +408,7 @@ class Quality:
 
 
 def freshness_limits() -> FreshnessLimits:
-    """The pipeline's stale-feed and stale-node limits, from its ``ALLOCFLOW_DQ_*`` settings.
+    """The pipeline's stale-source limits and calendars, from its ``ALLOCFLOW_DQ_*`` settings.
 
     The dashboard runs with the pipeline's environment (``allocflow dashboard``
     validated it at start), so its highlighting follows the same limits as the alerts.
@@ -405,6 +432,8 @@ def limits_of(gate: GateSettings) -> FreshnessLimits:
             (feed, after / _HOUR) for feed, after in sorted(gate.stale_feed_after_by_feed.items())
         ),
         node_hours=gate.stale_node_after / _HOUR,
+        feed_calendars=tuple(sorted(gate.active_hours_by_feed.items())),
+        node_calendars=tuple(sorted(gate.active_hours_by_node.items())),
     )
 
 

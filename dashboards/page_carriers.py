@@ -3,17 +3,46 @@
 import polars as pl
 import streamlit as st
 
-from allocflow.dashboards import charts, data, ui
+from allocflow.dashboards import charts, data, tables, ui
 from allocflow.dashboards.queries import Selection
 
 _RATE_COLUMNS = {
-    column: st.column_config.NumberColumn(label, format="percent")
-    for column, label in (
-        ("on_time_dispatch_rate", "on-time dispatch"),
-        ("on_time_delivery_rate", "on-time delivery"),
-        ("otif_rate", "OTIF"),
+    column: st.column_config.NumberColumn(label, format="percent", width="small", help=help)
+    for column, label, help in (
+        ("on_time_dispatch_rate", "dispatch", "Dispatched by the cutoff / dispatched."),
+        ("on_time_delivery_rate", "delivery", "Delivered by the promise / delivered."),
+        ("otif_rate", "OTIF", "Delivered on time and in full / delivered."),
     )
 }
+_COUNT_COLUMNS = {
+    column: st.column_config.NumberColumn(column, width="small")
+    for column in ("shipments", "dispatched", "delivered")
+}
+_HOURS = {
+    "hours_late": st.column_config.NumberColumn(
+        "late by", format="%.1f h", help="Expected delivery minus the promise."
+    ),
+    "hours_open": st.column_config.NumberColumn(
+        "open for", format="%.1f h", help="How long the resolved alert was open."
+    ),
+}
+_ALERT_ORDER = (
+    "detected_at",
+    "kind",
+    "resolved_kind",
+    "hours_open",
+    "hours_late",
+    "severity",
+    "detail",
+    "carrier_id",
+    "lane",
+    "shipment_id",
+    "order_id",
+    "promised_delivery",
+    "expected_delivery",
+    "alert_id",
+    "resolves_alert_id",
+)
 _ALL_LANES = "All lanes"
 _NO_ALERTS = "No route alerts landed yet."
 
@@ -23,13 +52,12 @@ def _breakdown(rates: pl.DataFrame, by: str, title: str) -> None:
     if rates.is_empty():
         st.info("No shipments created in this window.")
         return
-    table, chart = st.columns(2)
-    table.dataframe(
+    table, chart = st.columns([3, 2])
+    tables.show(
         rates,
-        hide_index=True,
-        width="stretch",
-        column_config=_RATE_COLUMNS,
-        column_order=[by, "shipments", *_RATE_COLUMNS, "dispatched", "delivered"],
+        where=table,
+        overrides={**_RATE_COLUMNS, **_COUNT_COLUMNS},
+        order=[by, "shipments", *_RATE_COLUMNS, "dispatched", "delivered"],
     )
     chart.altair_chart(charts.on_time(rates, by, title), width="stretch")
 
@@ -60,12 +88,17 @@ def _alerts(carriers: data.Carriers) -> None:
     if carriers.open_alerts.is_empty():
         st.success("No route alert is open.")
     else:
-        st.dataframe(carriers.open_alerts, hide_index=True, width="stretch")
+        _alert_table(carriers.open_alerts)
     st.subheader("Recent resolutions and late deliveries")
     if carriers.outcomes.is_empty():
         st.info("No route alert resolved and no late delivery yet.")
         return
-    st.dataframe(carriers.outcomes, hide_index=True, width="stretch")
+    _alert_table(carriers.outcomes)
+
+
+def _alert_table(alerts: pl.DataFrame) -> None:
+    order = [column for column in _ALERT_ORDER if column in alerts.columns]
+    tables.show(alerts, overrides=_HOURS, order=order, wrap=True)
 
 
 @st.fragment(run_every=ui.REFRESH_S)
@@ -74,6 +107,8 @@ def _live(db: str, selection: Selection) -> None:
         carriers = data.load_carriers(db, selection)
     except data.DataUnavailableError as error:
         ui.unavailable(error)
+        return
+    if not ui.ready(carriers.status):
         return
     ui.freshness(carriers.status, carriers.filters)
     _alerts(carriers)

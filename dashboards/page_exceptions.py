@@ -1,10 +1,12 @@
 """Exceptions queue: open exceptions by age, and the full story of one order."""
 
+from typing import Any
+
 import polars as pl
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from allocflow.dashboards import data, ui
+from allocflow.dashboards import data, tables, ui
 from allocflow.dashboards.queries import QueueFilters, Selection
 
 
@@ -26,15 +28,46 @@ def _queue_filters(options: data.Options) -> QueueFilters:
     )
 
 
+def order_summary_text(row: dict[str, Any]) -> str:
+    """One line on an order, as plain text: status, dimensions, lines, units, nodes.
+
+    Example:
+        >>> order_summary_text({"status": "ALLOCATED", "region": "west", "channel": "web",
+        ...     "customer_tier": "gold", "line_count": 2, "allocated_qty": 3,
+        ...     "requested_qty": 4, "nodes": None})
+        'ALLOCATED · west · web · gold · 2 lines, 3/4 units allocated · nodes —'
+    """
+    words = [ui.plain(row[name]) for name in ("status", "region", "channel", "customer_tier")]
+    return (
+        f"{' · '.join(words)} · {row['line_count']} lines, "
+        f"{row['allocated_qty']}/{row['requested_qty']} units allocated · "
+        f"nodes {ui.plain(row['nodes'])}"
+    )
+
+
+_TIMELINE_ORDER = ("occurred_at", "source", "event", "ref", "detail")
+_DECISION_ORDER = (
+    "decided_at",
+    "line_id",
+    "sku",
+    "rule",
+    "outcome",
+    "explanation",
+    "allocations",
+    "requested_qty",
+    "allocated_qty",
+    "backordered_qty",
+    "reason_code",
+    "candidates",
+    "policy_version",
+    "decision_id",
+)
+
+
 def _order_detail(db: str, order_id: str) -> None:
     order = data.load_order(db, order_id)
     if not order.summary.is_empty():
-        row = order.summary.row(0, named=True)
-        st.caption(
-            f"{row['status']} · {row['region']} · {row['channel']} · {row['customer_tier']} · "
-            f"{row['line_count']} lines, {row['allocated_qty']}/{row['requested_qty']} units "
-            f"allocated · nodes {row['nodes'] or '—'}"
-        )
+        st.text(order_summary_text(order.summary.row(0, named=True)))
     timeline, decisions, shipments = st.tabs(
         [
             f"Timeline ({order.timeline.height})",
@@ -42,26 +75,49 @@ def _order_detail(db: str, order_id: str) -> None:
             f"Shipments ({order.shipments.height})",
         ]
     )
-    timeline.dataframe(order.timeline, hide_index=True, width="stretch")
-    decisions.dataframe(order.decisions, hide_index=True, width="stretch")
-    shipments.dataframe(order.shipments, hide_index=True, width="stretch")
+    tables.show(order.timeline, where=timeline, order=_TIMELINE_ORDER, wrap=True)
+    tables.show(order.decisions, where=decisions, order=_DECISION_ORDER, wrap=True)
+    tables.show(order.shipments, where=shipments)
+
+
+_QUEUE_ORDER = (
+    "opened_at",
+    "age_hours",
+    "reason_code",
+    "severity",
+    "owner_role",
+    "order_id",
+    "line_id",
+    "detail",
+    "status",
+    "closed_at",
+    "resolution",
+    "region",
+    "channel",
+    "customer_tier",
+    "exception_id",
+)
 
 
 def _queue_table(exceptions: pl.DataFrame) -> None:
-    st.dataframe(
+    tables.show(
         exceptions,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "age_hours": st.column_config.NumberColumn("age (h)", format="%.1f"),
-            "opened_at": st.column_config.DatetimeColumn("opened", format="YYYY-MM-DD HH:mm"),
-            "closed_at": st.column_config.DatetimeColumn("closed", format="YYYY-MM-DD HH:mm"),
+        order=_QUEUE_ORDER,
+        wrap=True,
+        overrides={
+            "age_hours": st.column_config.NumberColumn(
+                "age", format="%.1f h", help="Open until the watermark, or until closed."
+            ),
+            "opened_at": st.column_config.DatetimeColumn("opened", format=tables.TIMESTAMP),
+            "closed_at": st.column_config.DatetimeColumn("closed", format=tables.TIMESTAMP),
         },
     )
 
 
 def _queue(db: str, selection: Selection) -> None:
     queue = data.load_queue(db, selection, _queue_filters(data.load_options(db)))
+    if not ui.ready(queue.status):
+        return
     ui.freshness(queue.status)
     exceptions = queue.exceptions
     opened = exceptions.filter(pl.col("status") == "open").height

@@ -163,6 +163,8 @@ def _live(db: str, selection: Selection) -> None:
     except data.DataUnavailableError as error:
         ui.unavailable(error)
         return
+    if not ui.ready(overview.status):
+        return
     ui.freshness(overview.status, overview.filters)
     _tiles(overview)
     _charts(overview)

@@ -1,5 +1,6 @@
 """Pieces every dashboard page uses: the sidebar filters, freshness, number formats."""
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
@@ -21,6 +22,7 @@ TIME_RANGES: dict[TimeRange, str] = {
 """The time range choices and their labels."""
 
 _CONTEXT_KEY = "allocflow.page_context"
+_SIDEBAR_STALE_KEY = "allocflow.sidebar_without_data"
 _NO_VALUE = "—"
 
 
@@ -46,6 +48,7 @@ def sidebar_selection(db: str) -> Selection:
         options = data.load_options(db)
     except data.DataUnavailableError:
         options = None
+    st.session_state[_SIDEBAR_STALE_KEY] = options is None or options.status.watermark is None
     bar = st.sidebar
     bar.header("Filters")
 
@@ -94,8 +97,55 @@ def page_context() -> PageContext:
 
 
 def unavailable(error: data.DataUnavailableError) -> None:
-    """Say the data cannot be read now, and that the page retries."""
-    st.warning(f"The data is not available right now: {error}. Retrying every {REFRESH_S} s.")
+    """Say why there is nothing to show (waiting for the first snapshot, or unreadable).
+
+    The page retries every :data:`REFRESH_S` seconds; once data can be read, the
+    sidebar is redrawn with its filter values (:func:`ready`).
+    """
+    st.session_state[_SIDEBAR_STALE_KEY] = True
+    message = f"{escape_markdown(str(error))}. The page retries every {REFRESH_S} s."
+    if isinstance(error, data.WaitingForDataError):
+        st.info(message, icon=":material/hourglass_top:")
+    else:
+        st.warning(f"The data is not available right now: {message}")
+
+
+def ready(status: data.Status) -> bool:
+    """Whether the page has landed data to show; says it is waiting when not.
+
+    A snapshot published before the first event landed holds empty tables: instead
+    of empty tiles the page says so. The first time data is there after a wait, the
+    whole app reruns so that the sidebar's filters get their values.
+    """
+    if status.watermark is None:
+        st.session_state[_SIDEBAR_STALE_KEY] = True
+        st.info(
+            f"Waiting for the first events: {escape_markdown(status.source.name)} holds no "
+            f"landed event yet. The page retries every {REFRESH_S} s.",
+            icon=":material/hourglass_top:",
+        )
+        return False
+    if st.session_state.get(_SIDEBAR_STALE_KEY, False):
+        st.session_state[_SIDEBAR_STALE_KEY] = False
+        data.load_options.clear()
+        st.rerun()
+    return True
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:&=^\"'])")
+
+
+def escape_markdown(text: str) -> str:
+    r"""``text`` with every Markdown, HTML, LaTeX and directive character backslash-escaped.
+
+    For the dashboard's own messages that name a file; event data is never passed
+    to a Markdown element at all (plain-text elements and tables show it).
+
+    Example:
+        >>> escape_markdown("![x](http://h/x.png) $a$ <b>")
+        '\\!\\[x\\]\\(http\\://h/x\\.png\\) \\$a\\$ \\<b\\>'
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def freshness(status: data.Status, filters: Filters | None = None) -> None:
@@ -105,12 +155,38 @@ def freshness(status: data.Status, filters: Filters | None = None) -> None:
         age = (datetime.now(UTC).replace(tzinfo=None) - status.published_at).total_seconds()
         parts.append(f"Snapshot published {_time(status.published_at)} ({_age(age)} ago)")
     else:
-        parts.append(f"Reading {status.source.name} directly (no snapshot published)")
+        parts.append(
+            f"Reading {escape_markdown(status.source.name)} directly (no snapshot published)"
+        )
     parts.append(f"newest event {_time(status.watermark)}")
     parts.append(f"last landed {_time(status.landed_at)}")
     if filters is not None:
         parts.append(f"window {window_label(filters)}")
     st.caption(" · ".join(parts))
+
+
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
+PLAIN_LIMIT = 80
+"""Characters of one value :func:`plain` keeps; the tables show it whole."""
+
+
+def plain(value: object, limit: int = PLAIN_LIMIT) -> str:
+    r"""A value of event data for a plain-text element: one line, printable, bounded.
+
+    Control, zero-width and bidirectional-override characters become U+FFFD (they
+    could hide or reorder what is shown), a value longer than ``limit`` is cut with
+    an ellipsis, and None is a dash. The result is for ``st.text``, never Markdown.
+
+    Example:
+        >>> plain("gold\x1b[31m\u202e"), plain(None), plain("x" * 90, limit=5)
+        ('gold�[31m�', '—', 'xxxx…')
+    """
+    if value is None:
+        return _NO_VALUE
+    text = _UNPRINTABLE.sub("\ufffd", str(value).replace("\n", " ").replace("\t", " "))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def window_label(filters: Filters) -> str:
