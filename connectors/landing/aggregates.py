@@ -103,8 +103,18 @@ def _key_type(name: str) -> str:
 
 
 def measure_type(name: str) -> str:
-    """SQL type of a measure column: seconds are exact decimals, counts BIGINT."""
-    return "DECIMAL(38, 3)" if name.endswith("_seconds") else "BIGINT"
+    """SQL type of a measure column: seconds are exact decimals, units HUGEINT, counts BIGINT.
+
+    A sum of units adds ``BIGINT`` quantities, which fewer than 2^64 rows cannot take
+    past ``HUGEINT``; a count cannot pass ``BIGINT``.
+
+    Example:
+        >>> [measure_type(m) for m in ("resolve_seconds", "units_first_requested", "opened")]
+        ['DECIMAL(38, 3)', 'HUGEINT', 'BIGINT']
+    """
+    if name.endswith("_seconds"):
+        return "DECIMAL(38, 3)"
+    return "HUGEINT" if name.startswith("units_") else "BIGINT"
 
 
 _ORDER_DIMS = {

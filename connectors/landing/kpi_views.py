@@ -75,6 +75,9 @@ _ORDER_MEASURES = (
     "orders_with_exception",
 )
 _FILL_MEASURES = (*_LINE_MEASURES, *_ORDER_MEASURES[:4])
+_FILL_SUMS = ", ".join(
+    f"CAST(coalesce(sum({m}), 0) AS {measure_type(m)}) AS {m}" for m in _FILL_MEASURES
+)
 
 KPI_FILL_RATE = f"""
 CREATE OR REPLACE VIEW kpi_fill_rate AS
@@ -84,7 +87,7 @@ WITH u AS (
     SELECT * FROM ({_by_period("agg_order_fill", _ORDER_DIMS, _ORDER_MEASURES[:4])})),
 s AS (
     SELECT period, period_start, {", ".join(_ORDER_DIMS)},
-           {", ".join(f"CAST(coalesce(sum({m}), 0) AS BIGINT) AS {m}" for m in _FILL_MEASURES)}
+           {_FILL_SUMS}
     FROM u GROUP BY ALL)
 SELECT *,
     {_rate("lines_first_full", "lines_decided")} AS line_fill_rate_first_pass,

@@ -7,6 +7,7 @@ events that break the contract are skipped here: the allocation flow has already
 dead-lettered them, and the dead-letter topic is landed like every other topic.
 """
 
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from allocflow.connectors.landing.ranges import UnlandableValueError, landed_time, make_landable
 from allocflow.models.allocation_exceptions import AllocationException
 from allocflow.models.carrier import CarrierEvent
 from allocflow.models.codec import ContractError, decode_event
@@ -33,6 +35,7 @@ from allocflow.models.shipments import (
     ShipmentShortShipped,
 )
 from allocflow.models.topics import OUTPUT_TOPICS, InputTopic, OutputTopic
+from allocflow.models.vocabulary import Severity
 
 _LOG = logging.getLogger(__name__)
 
@@ -63,57 +66,130 @@ class LandingRecord:
 
 @dataclass
 class StagedRows:
-    """A batch decoded into rows per staging frame, plus what was skipped.
+    """A batch decoded into rows per staging frame, plus what was skipped or quarantined.
 
     Attributes:
         frames: Rows per staging frame name (``input_events``, ``placed``, ``decisions``…).
         skipped: Records that could not be decoded (input events that broke the
             contract, or output records that are not allocflow's).
+        quarantined: Records that decoded but hold a value no landed column can hold;
+            each became a ``dq_results`` row (origin ``landing``) instead.
     """
 
     frames: dict[str, list[Row]]
     skipped: int = 0
+    quarantined: int = 0
+
+
+LANDING_ORIGIN = "landing"
+"""``dq_results.origin`` of what the lander itself found in a record."""
+OUT_OF_RANGE = "out_of_range"
+"""``dq_results.check_name`` of a record holding a value outside the landed range."""
+_SAMPLE_CHARS = 2000
 
 
 def utc(moment: datetime | None) -> datetime | None:
-    """An aware time as a naive UTC ``datetime`` (how DuckDB ``TIMESTAMP`` stores it).
+    """A time as a naive UTC ``datetime`` (how DuckDB ``TIMESTAMP`` stores it), never overflowing.
+
+    A time outside the landed range becomes its nearest end (see :mod:`.ranges`).
 
     Example:
         >>> from datetime import timedelta, timezone
         >>> utc(datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))))
         datetime.datetime(2026, 1, 1, 10, 0)
     """
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    return None if moment is None else landed_time(moment)[0]
 
 
 def rows_of(records: Iterable[LandingRecord]) -> StagedRows:
-    """Decode records into rows per staging frame; undecodable records are counted."""
+    """Decode records into rows per staging frame.
+
+    Undecodable records are counted as skipped. A record is staged whole or not at
+    all: one holding a number no column can hold is quarantined as a ``dq_results``
+    row; one holding a time outside the landed range lands clamped, with a row
+    flagging it (see :mod:`allocflow.connectors.landing.ranges`).
+    """
     staged = StagedRows(frames=defaultdict(list))
     for record in records:
-        try:
-            _stage(record, staged.frames)
-        except ContractError:
-            staged.skipped += 1
-        except ValueError as error:
-            _LOG.warning(
-                "skipping %s[%d]@%d: %s", record.topic, record.partition, record.offset, error
-            )
-            staged.skipped += 1
+        _stage_one(record, staged)
     return staged
 
 
-def _stage(record: LandingRecord, frames: dict[str, list[Row]]) -> None:
+def _stage_one(record: LandingRecord, staged: StagedRows) -> None:
+    own: dict[str, list[Row]] = defaultdict(list)
+    try:
+        event_id = _stage(record, own)
+    except ContractError:
+        staged.skipped += 1
+        return
+    except ValueError as error:
+        _LOG.warning("skipping %s: %s", _position(record), error)
+        staged.skipped += 1
+        return
+    except Exception as error:  # a poison record must not stop landing: quarantine it
+        _LOG.exception("quarantining %s: it could not be staged", _position(record))
+        _quarantine(record, None, f"could not be staged ({type(error).__name__}: {error})", staged)
+        return
+    try:
+        clamped = make_landable(own)
+    except UnlandableValueError as error:
+        _quarantine(record, event_id, str(error), staged)
+        return
+    for name, rows in own.items():
+        staged.frames[name].extend(rows)
+    if clamped:
+        detail = "; ".join(c.describe() for c in clamped)
+        staged.frames["dq_results"].append(
+            _landing_result(record, event_id, f"{detail}; the record landed", Severity.WARNING)
+        )
+
+
+def _quarantine(
+    record: LandingRecord, event_id: str | None, detail: str, staged: StagedRows
+) -> None:
+    _LOG.warning("quarantined %s: %s", _position(record), detail)
+    staged.quarantined += 1
+    staged.frames["dq_results"].append(_landing_result(record, event_id, detail, Severity.CRITICAL))
+
+
+def _position(record: LandingRecord) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
+def _landing_result(
+    record: LandingRecord, event_id: str | None, detail: str, severity: Severity
+) -> Row:
+    """A ``dq_results`` row about one record; its id follows the record's content."""
+    digest = hashlib.sha256(record.topic.encode() + b"\0" + record.value).hexdigest()[:32]
+    return {
+        "result_id": f"{LANDING_ORIGIN}-{digest}",
+        "origin": LANDING_ORIGIN,
+        "check_name": OUT_OF_RANGE,
+        "feed": record.topic,
+        "severity": severity.value,
+        "success": False,
+        "event_id": event_id,
+        "detected_at": datetime.now(UTC).replace(tzinfo=None),
+        "element_count": None,
+        "unexpected_count": 1,
+        "detail": f"{_position(record)} ({record.source}): {detail}",
+        "sample": record.value[:_SAMPLE_CHARS].decode("utf-8", "replace"),
+    }
+
+
+def _stage(record: LandingRecord, frames: dict[str, list[Row]]) -> str | None:
+    """Stage one record; return the input event id it carries, if any."""
     if record.topic in _INPUT_TOPICS:
         event = decode_event(InputTopic(record.topic), record.value)
         _stage_input(record, event, frames)
-        return
+        return event.event_id
     spec = OUTPUT_TOPICS.get(OutputTopic(record.topic))
     if spec is None:
         raise ValueError(f"unknown topic {record.topic!r}")
     output = spec.adapter.validate_json(record.value)
     _OUTPUT_STAGERS[type(output)](record, output, frames)
+    event_id = getattr(output, "event_id", None)
+    return event_id if isinstance(event_id, str) else None
 
 
 _INPUT_TOPICS = frozenset(topic.value for topic in InputTopic)
@@ -125,9 +201,9 @@ def _stage_input(record: LandingRecord, event: EventEnvelope, frames: dict[str, 
             "event_id": event.event_id,
             "topic": record.topic,
             "event_type": event.event_type,
-            "event_time": utc(event.event_time),
+            "event_time": event.event_time,
             "source": event.source.value,
-            "ingested_at": utc(record.timestamp),
+            "ingested_at": record.timestamp,
             "order_id": getattr(event, "order_id", None),
             "shipment_id": getattr(event, "shipment_id", None),
             "customer_id": getattr(event, "customer_id", None),
@@ -139,6 +215,9 @@ def _stage_input(record: LandingRecord, event: EventEnvelope, frames: dict[str, 
     stager = _INPUT_STAGERS.get(type(event))
     if stager is not None:
         stager(event, frames)
+    for rows in frames.values():
+        for row in rows:
+            row["topic"] = record.topic
 
 
 def _detail(event: EventEnvelope) -> str:
@@ -183,7 +262,7 @@ _DETAILS: tuple[tuple[type[Any], Callable[[Any], str]], ...] = (
 
 
 def _stage_placed(event: OrderPlaced, frames: dict[str, list[Row]]) -> None:
-    placed_at = utc(event.event_time)
+    placed_at = event.event_time
     frames["placed"].append(
         {
             "event_id": event.event_id,
@@ -193,7 +272,7 @@ def _stage_placed(event: OrderPlaced, frames: dict[str, list[Row]]) -> None:
             "channel": event.channel.value,
             "region": event.region,
             "placed_at": placed_at,
-            "promised_date": utc(event.promised_date),
+            "promised_date": event.promised_date,
             "line_count": len(event.lines),
         }
     )
@@ -219,7 +298,7 @@ def _stage_cancelled(event: OrderCancelled, frames: dict[str, list[Row]]) -> Non
         {
             "event_id": event.event_id,
             "order_id": event.order_id,
-            "cancelled_at": utc(event.event_time),
+            "cancelled_at": event.event_time,
         }
     )
 
@@ -244,18 +323,16 @@ def _stage_shipment_created(event: ShipmentCreated, frames: dict[str, list[Row]]
             node_id=event.node_id,
             carrier_id=event.carrier_id,
             lane=event.lane,
-            dispatch_cutoff=utc(event.dispatch_cutoff),
-            promised_delivery=utc(event.promised_delivery),
+            dispatch_cutoff=event.dispatch_cutoff,
+            promised_delivery=event.promised_delivery,
             units=sum(line.qty for line in event.lines),
-            created_at=utc(event.event_time),
+            created_at=event.event_time,
         )
     )
 
 
 def _stage_shipment_picked(event: ShipmentPicked, frames: dict[str, list[Row]]) -> None:
-    frames["shipments"].append(
-        _shipment_row(event, event.order_id, picked_at=utc(event.event_time))
-    )
+    frames["shipments"].append(_shipment_row(event, event.order_id, picked_at=event.event_time))
 
 
 def _stage_shipment_dispatched(event: ShipmentDispatched, frames: dict[str, list[Row]]) -> None:
@@ -263,16 +340,14 @@ def _stage_shipment_dispatched(event: ShipmentDispatched, frames: dict[str, list
         _shipment_row(
             event,
             event.order_id,
-            dispatched_at=utc(event.event_time),
+            dispatched_at=event.event_time,
             tracking_no=event.tracking_no,
         )
     )
 
 
 def _stage_shipment_delivered(event: ShipmentDelivered, frames: dict[str, list[Row]]) -> None:
-    frames["shipments"].append(
-        _shipment_row(event, event.order_id, delivered_at=utc(event.event_time))
-    )
+    frames["shipments"].append(_shipment_row(event, event.order_id, delivered_at=event.event_time))
 
 
 def _stage_short_shipped(event: ShipmentShortShipped, frames: dict[str, list[Row]]) -> None:
@@ -281,7 +356,7 @@ def _stage_short_shipped(event: ShipmentShortShipped, frames: dict[str, list[Row
 
 
 def _stage_carrier(event: CarrierEvent, frames: dict[str, list[Row]]) -> None:
-    at = utc(event.event_time)
+    at = event.event_time
     delivered = at if event.event_type == "carrier.delivered" else None
     frames["carrier_events"].append(
         {
@@ -291,7 +366,7 @@ def _stage_carrier(event: CarrierEvent, frames: dict[str, list[Row]]) -> None:
             "event_type": event.event_type,
             "event_time": at,
             "location": event.location,
-            "eta": utc(event.eta),
+            "eta": event.eta,
             "code": getattr(event, "code", None),
             "description": getattr(event, "description", None) or getattr(event, "reason", None),
         }
@@ -304,7 +379,7 @@ def _stage_carrier(event: CarrierEvent, frames: dict[str, list[Row]]) -> None:
             first_scan_at=at,
             last_scan_at=at,
             scans=1,
-            latest_eta=utc(event.eta),
+            latest_eta=event.eta,
             eta_at=at if event.eta is not None else None,
         )
     )
@@ -334,7 +409,7 @@ def _stage_decision(
             "line_id": decision.line_id,
             "sku": decision.sku,
             "customer_id": decision.customer_id,
-            "decided_at": utc(decision.decided_at),
+            "decided_at": decision.decided_at,
             "cause_event_id": decision.cause_event_id,
             "policy_version": decision.policy_version,
             "rule": decision.rule,
@@ -348,7 +423,7 @@ def _stage_decision(
             "explanation": decision.explanation,
             "source_partition": record.partition,
             "source_offset": record.offset,
-            "produced_at": utc(record.timestamp),
+            "produced_at": record.timestamp,
         }
     )
 
@@ -366,7 +441,7 @@ def _stage_status(record: LandingRecord, status: OrderStatus, frames: dict[str, 
             "customer_id": status.customer_id,
             "status_version": status.version,
             "status": status.status.value,
-            "status_as_of": utc(status.as_of),
+            "status_as_of": status.as_of,
             "requested_qty": status.requested_qty,
             "allocated_qty": status.allocated_qty,
             "split_count": status.split_count,
@@ -389,8 +464,8 @@ def _stage_exception(
             "reason_code": exception.reason_code.value,
             "severity": exception.severity.value,
             "owner_role": exception.owner_role.value,
-            "opened_at": utc(exception.opened_at),
-            "closed_at": utc(exception.closed_at),
+            "opened_at": exception.opened_at,
+            "closed_at": exception.closed_at,
             "resolution": exception.resolution,
             "detail": None if closing else exception.detail,
             "opened_by_event_id": None if closing else exception.cause_event_id,
@@ -412,9 +487,9 @@ def _stage_route_alert(
             "lane": alert.lane,
             "shipment_id": alert.shipment_id,
             "order_id": alert.order_id,
-            "detected_at": utc(alert.detected_at),
-            "promised_delivery": utc(alert.promised_delivery),
-            "expected_delivery": utc(alert.expected_delivery),
+            "detected_at": alert.detected_at,
+            "promised_delivery": alert.promised_delivery,
+            "expected_delivery": alert.expected_delivery,
             "resolves_alert_id": alert.resolves_alert_id,
             "detail": alert.detail,
         }
@@ -432,7 +507,7 @@ def _stage_dq_alert(record: LandingRecord, alert: DqAlert, frames: dict[str, lis
             "severity": alert.severity.value,
             "success": False,
             "event_id": alert.event_id,
-            "detected_at": utc(alert.detected_at),
+            "detected_at": alert.detected_at,
             "element_count": None,
             "unexpected_count": 1,
             "detail": alert.detail,
@@ -451,14 +526,14 @@ def _stage_dead_letter(
             "source_partition": letter.partition,
             "source_offset": letter.offset,
             "message_key": letter.key,
-            "source_timestamp": utc(letter.source_timestamp),
+            "source_timestamp": letter.source_timestamp,
             "event_id": letter.event_id,
             "reason_code": letter.reason_code.value,
             "reason": letter.reason,
             "errors": [e.model_dump() for e in letter.errors],
             "raw": letter.raw,
             "landed_from": f"{record.topic}[{record.partition}]@{record.offset}",
-            "dead_lettered_at": utc(record.timestamp),
+            "dead_lettered_at": record.timestamp,
         }
     )
 

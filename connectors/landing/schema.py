@@ -1,15 +1,22 @@
 """The landed fact tables: DDL, one statement per table.
 
-All times are UTC ``TIMESTAMP`` (naive, in UTC). Every table has a primary key made
-of deterministic ids, so landing a record twice changes nothing. The KPI
+All times are UTC ``TIMESTAMP`` (naive, in UTC), quantities ``BIGINT`` and a quantity
+summed over events ``HUGEINT`` (see :mod:`allocflow.connectors.landing.ranges`). Every
+table has a primary key made of deterministic ids, so landing a record twice changes
+nothing; input events are keyed by topic and ``event_id``, as the flow dedupes them per
+feed. The KPI
 aggregates and views are in :mod:`allocflow.connectors.landing.aggregates` and
 :mod:`allocflow.connectors.landing.kpi_views`; ``docs/kpis.md`` documents them all.
 """
 
 import duckdb
 
-SCHEMA_VERSION = 3
-"""Bumped when a table changes; a file of another version is refused, not migrated."""
+SCHEMA_VERSION = 4
+"""Bumped when a table changes; a file of another version is refused, not migrated.
+
+Version 4: ``input_events`` keyed by (topic, event_id), quantities ``BIGINT`` and their
+sums ``HUGEINT``, ``landing_status.quarantined``, ``dq_results.covers_from`` and
+``covers_to`` (the landed event-time range an expectation result covers)."""
 
 FACT_TABLES: dict[str, str] = {
     "landing_offsets": """
@@ -23,11 +30,12 @@ FACT_TABLES: dict[str, str] = {
         batches BIGINT NOT NULL,
         records BIGINT NOT NULL,
         skipped BIGINT NOT NULL,
+        quarantined BIGINT NOT NULL DEFAULT 0,
         watermark TIMESTAMP,
         newest_message_at TIMESTAMP,
         landed_at TIMESTAMP NOT NULL""",
     "input_events": """
-        event_id VARCHAR PRIMARY KEY,
+        event_id VARCHAR NOT NULL,
         topic VARCHAR NOT NULL,
         event_type VARCHAR NOT NULL,
         event_time TIMESTAMP NOT NULL,
@@ -38,7 +46,8 @@ FACT_TABLES: dict[str, str] = {
         customer_id VARCHAR,
         sku VARCHAR,
         node_id VARCHAR,
-        detail VARCHAR""",
+        detail VARCHAR,
+        PRIMARY KEY (topic, event_id)""",
     "orders": """
         order_id VARCHAR PRIMARY KEY,
         customer_id VARCHAR,
@@ -50,11 +59,11 @@ FACT_TABLES: dict[str, str] = {
         line_count INTEGER,
         cancelled_at TIMESTAMP,
         status VARCHAR,
-        status_version INTEGER,
+        status_version BIGINT,
         status_as_of TIMESTAMP,
-        requested_qty INTEGER,
-        allocated_qty INTEGER,
-        split_count INTEGER,
+        requested_qty BIGINT,
+        allocated_qty BIGINT,
+        split_count BIGINT,
         nodes VARCHAR[],
         first_decided_at TIMESTAMP,
         allocated_at TIMESTAMP,
@@ -74,7 +83,7 @@ FACT_TABLES: dict[str, str] = {
         order_id VARCHAR NOT NULL,
         line_id VARCHAR NOT NULL,
         sku VARCHAR,
-        ordered_qty INTEGER,
+        ordered_qty BIGINT,
         unit_price DOUBLE,
         placed_at TIMESTAMP,
         region VARCHAR,
@@ -85,15 +94,15 @@ FACT_TABLES: dict[str, str] = {
         first_offset BIGINT,
         first_decided_at TIMESTAMP,
         first_outcome VARCHAR,
-        first_requested_qty INTEGER,
-        first_allocated_qty INTEGER,
+        first_requested_qty BIGINT,
+        first_allocated_qty BIGINT,
         decision_id VARCHAR,
         last_offset BIGINT,
         decided_at TIMESTAMP,
         outcome VARCHAR,
-        requested_qty INTEGER,
-        allocated_qty INTEGER,
-        backordered_qty INTEGER,
+        requested_qty BIGINT,
+        allocated_qty BIGINT,
+        backordered_qty BIGINT,
         reason_code VARCHAR,
         allocations STRUCT(node_id VARCHAR, qty BIGINT)[],
         PRIMARY KEY (order_id, line_id)""",
@@ -108,9 +117,9 @@ FACT_TABLES: dict[str, str] = {
         policy_version VARCHAR NOT NULL,
         rule VARCHAR NOT NULL,
         outcome VARCHAR NOT NULL,
-        requested_qty INTEGER NOT NULL,
-        allocated_qty INTEGER NOT NULL,
-        backordered_qty INTEGER NOT NULL,
+        requested_qty BIGINT NOT NULL,
+        allocated_qty BIGINT NOT NULL,
+        backordered_qty BIGINT NOT NULL,
         allocations STRUCT(node_id VARCHAR, qty BIGINT)[],
         candidates STRUCT(node_id VARCHAR, rank BIGINT, available_qty BIGINT,
                           rejected_reason VARCHAR)[],
@@ -141,17 +150,17 @@ FACT_TABLES: dict[str, str] = {
         lane VARCHAR,
         dispatch_cutoff TIMESTAMP,
         promised_delivery TIMESTAMP,
-        units INTEGER,
+        units BIGINT,
         created_at TIMESTAMP,
         picked_at TIMESTAMP,
         dispatched_at TIMESTAMP,
         delivered_at TIMESTAMP,
         carrier_delivered_at TIMESTAMP,
-        short_units INTEGER NOT NULL DEFAULT 0,
+        short_units HUGEINT NOT NULL DEFAULT 0,
         tracking_no VARCHAR,
         first_scan_at TIMESTAMP,
         last_scan_at TIMESTAMP,
-        scans INTEGER NOT NULL DEFAULT 0,
+        scans BIGINT NOT NULL DEFAULT 0,
         latest_eta TIMESTAMP,
         eta_at TIMESTAMP""",
     "carrier_events": """
@@ -167,7 +176,7 @@ FACT_TABLES: dict[str, str] = {
     "dead_letters": """
         dead_letter_id VARCHAR PRIMARY KEY,
         source_topic VARCHAR NOT NULL,
-        source_partition INTEGER,
+        source_partition BIGINT,
         source_offset BIGINT,
         message_key VARCHAR,
         source_timestamp TIMESTAMP,
@@ -190,7 +199,9 @@ FACT_TABLES: dict[str, str] = {
         element_count BIGINT,
         unexpected_count BIGINT,
         detail VARCHAR NOT NULL,
-        sample VARCHAR""",
+        sample VARCHAR,
+        covers_from TIMESTAMP,
+        covers_to TIMESTAMP""",
     "route_alerts": """
         alert_id VARCHAR PRIMARY KEY,
         kind VARCHAR NOT NULL,

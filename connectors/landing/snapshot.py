@@ -15,6 +15,8 @@ holds every open route alert and the newest others (with the resolutions of thos
 so ``open_route_alerts`` answers as on the main file.
 """
 
+import contextlib
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -24,7 +26,10 @@ from pathlib import Path
 import duckdb
 
 from allocflow.connectors.landing.aggregates import AGGREGATES, MACROS
+from allocflow.connectors.landing.errors import LandingError, first_line, what_to_do
 from allocflow.connectors.landing.kpi_views import SUMMARY_VIEWS, create_views
+
+_LOG = logging.getLogger(__name__)
 
 RECENT_ORDERS = 5000
 """Most recent orders (by placement time) copied besides those with exceptions."""
@@ -114,23 +119,54 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, target: Path) -> Publicatio
 
     Returns:
         What was published.
+
+    Raises:
+        LandingError: It could not be written (a full disk, no write access); nothing
+            of it is left behind and the previous snapshot stays in place.
     """
     started = time.perf_counter()
     building = target.with_name(target.name + f".building-{os.getpid()}")
-    building.unlink(missing_ok=True)
-    con.execute(f"ATTACH '{building}' AS snap")
     try:
-        _copy_tables(con)
-    finally:
-        con.execute("DETACH snap")
-    published_at = _finish(building)
-    os.replace(building, target)
+        _remove(building)
+        _build(con, building)
+        published_at = _finish(building)
+        os.replace(building, target)
+    except (duckdb.Error, OSError) as error:
+        _abandon(con, building)
+        raise LandingError(
+            f"could not publish the dashboard snapshot {target} ({first_line(error)}); every "
+            f"landed batch is safe and no partial snapshot was left. {what_to_do(target)}"
+        ) from error
     return Publication(
         path=target,
         published_at=published_at,
         seconds=time.perf_counter() - started,
         bytes=target.stat().st_size,
     )
+
+
+def _build(con: duckdb.DuckDBPyConnection, building: Path) -> None:
+    con.execute(f"ATTACH '{building}' AS snap")
+    try:
+        _copy_tables(con)
+    finally:
+        con.execute("DETACH DATABASE IF EXISTS snap")
+
+
+def _abandon(con: duckdb.DuckDBPyConnection, building: Path) -> None:
+    """Drop a snapshot that failed half-way: detach it, delete its files."""
+    with contextlib.suppress(duckdb.Error):  # one whose checkpoint failed is detached already
+        con.execute("DETACH DATABASE IF EXISTS snap")
+    try:
+        _remove(building)
+    except OSError as error:
+        _LOG.warning("could not remove the partial snapshot %s: %s", building, error)
+
+
+def _remove(building: Path) -> None:
+    """Delete a snapshot file and its write-ahead log, if there."""
+    building.unlink(missing_ok=True)
+    building.with_name(building.name + ".wal").unlink(missing_ok=True)
 
 
 def _copy_tables(con: duckdb.DuckDBPyConnection) -> None:

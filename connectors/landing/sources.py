@@ -9,7 +9,7 @@ same transaction as the rows they produced.
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import (
@@ -64,6 +64,24 @@ def file_batches(
                     batch = []
     if batch:
         yield batch
+
+
+def kafka_time(stamp_ms: int) -> datetime | None:
+    """A Kafka timestamp (ms since the epoch) as a UTC time; None if no date can hold it.
+
+    Any producer may set any 64-bit timestamp; one past year 9999 must not stop landing.
+
+    Example:
+        >>> kafka_time(0).isoformat(), kafka_time(2**63 - 1)
+        ('1970-01-01T00:00:00+00:00', None)
+    """
+    try:
+        return _EPOCH + timedelta(milliseconds=stamp_ms)
+    except OverflowError:
+        return None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class KafkaLandingSource:
@@ -149,9 +167,15 @@ class KafkaLandingSource:
         if topic is None or partition is None or offset is None:
             raise ValueError(f"Kafka message without a position: {topic}/{partition}@{offset}")
         kind, stamp = message.timestamp()
-        timestamp = (
-            None if kind == TIMESTAMP_NOT_AVAILABLE else datetime.fromtimestamp(stamp / 1000.0, UTC)
-        )
+        timestamp = None if kind == TIMESTAMP_NOT_AVAILABLE else kafka_time(stamp)
+        if timestamp is None and kind != TIMESTAMP_NOT_AVAILABLE:
+            _LOG.warning(
+                "%s[%d]@%d: Kafka timestamp %d ms is no time; landed without one",
+                topic,
+                partition,
+                offset,
+                stamp,
+            )
         return LandingRecord(
             topic=self._logical[topic],
             source=topic,

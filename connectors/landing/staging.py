@@ -24,6 +24,9 @@ _CANDIDATES = pl.List(
         }
     )
 )
+QUANTITY_SUM = pl.Decimal(38, 0)
+"""A sum of quantities in a batch: exact (an ``Int64`` sum wraps around silently); it lands
+in a ``HUGEINT`` column."""
 _ERRORS = pl.List(pl.Struct({"field": pl.String, "message": pl.String, "value": pl.String}))
 
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
@@ -42,6 +45,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "detail": pl.String(),
     },
     "placed": {
+        "topic": pl.String(),
         "event_id": pl.String(),
         "order_id": pl.String(),
         "customer_id": pl.String(),
@@ -53,19 +57,26 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "line_count": pl.Int32(),
     },
     "placed_lines": {
+        "topic": pl.String(),
         "event_id": pl.String(),
         "order_id": pl.String(),
         "line_id": pl.String(),
         "sku": pl.String(),
-        "ordered_qty": pl.Int32(),
+        "ordered_qty": pl.Int64(),
         "unit_price": pl.Float64(),
         "placed_at": _TIME,
         "region": pl.String(),
         "channel": pl.String(),
         "customer_tier": pl.String(),
     },
-    "cancelled": {"event_id": pl.String(), "order_id": pl.String(), "cancelled_at": _TIME},
+    "cancelled": {
+        "topic": pl.String(),
+        "event_id": pl.String(),
+        "order_id": pl.String(),
+        "cancelled_at": _TIME,
+    },
     "shipments": {
+        "topic": pl.String(),
         "event_id": pl.String(),
         "shipment_id": pl.String(),
         "order_id": pl.String(),
@@ -74,21 +85,22 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "lane": pl.String(),
         "dispatch_cutoff": _TIME,
         "promised_delivery": _TIME,
-        "units": pl.Int32(),
+        "units": pl.Int64(),
         "created_at": _TIME,
         "picked_at": _TIME,
         "dispatched_at": _TIME,
         "delivered_at": _TIME,
         "carrier_delivered_at": _TIME,
-        "short_units": pl.Int32(),
+        "short_units": pl.Int64(),
         "tracking_no": pl.String(),
         "first_scan_at": _TIME,
         "last_scan_at": _TIME,
-        "scans": pl.Int32(),
+        "scans": pl.Int64(),
         "latest_eta": _TIME,
         "eta_at": _TIME,
     },
     "carrier_events": {
+        "topic": pl.String(),
         "event_id": pl.String(),
         "shipment_id": pl.String(),
         "carrier_id": pl.String(),
@@ -110,9 +122,9 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "policy_version": pl.String(),
         "rule": pl.String(),
         "outcome": pl.String(),
-        "requested_qty": pl.Int32(),
-        "allocated_qty": pl.Int32(),
-        "backordered_qty": pl.Int32(),
+        "requested_qty": pl.Int64(),
+        "allocated_qty": pl.Int64(),
+        "backordered_qty": pl.Int64(),
         "allocations": _ALLOCATIONS,
         "candidates": _CANDIDATES,
         "reason_code": pl.String(),
@@ -124,12 +136,12 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "statuses": {
         "order_id": pl.String(),
         "customer_id": pl.String(),
-        "status_version": pl.Int32(),
+        "status_version": pl.Int64(),
         "status": pl.String(),
         "status_as_of": _TIME,
-        "requested_qty": pl.Int32(),
-        "allocated_qty": pl.Int32(),
-        "split_count": pl.Int32(),
+        "requested_qty": pl.Int64(),
+        "allocated_qty": pl.Int64(),
+        "split_count": pl.Int64(),
         "nodes": pl.List(pl.String()),
         "source_offset": pl.Int64(),
     },
@@ -178,7 +190,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "dead_letters": {
         "dead_letter_id": pl.String(),
         "source_topic": pl.String(),
-        "source_partition": pl.Int32(),
+        "source_partition": pl.Int64(),
         "source_offset": pl.Int64(),
         "message_key": pl.String(),
         "source_timestamp": _TIME,
@@ -193,7 +205,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
 }
 
 _UNIQUE_KEYS = {
-    "input_events": ["event_id"],
+    "input_events": ["topic", "event_id"],
     "carrier_events": ["event_id"],
     "decisions": ["decision_id"],
     "route_alerts": ["alert_id"],
@@ -309,8 +321,8 @@ def shipments(events: pl.DataFrame) -> pl.DataFrame:
         *[pl.col(c).drop_nulls().first() for c in SHIPMENT_FIRST],
         *[pl.col(c).min() for c in SHIPMENT_EARLIEST],
         pl.col("last_scan_at").max(),
-        pl.col("short_units").sum().cast(pl.Int32),
-        pl.col("scans").sum().cast(pl.Int32),
+        pl.col("short_units").cast(QUANTITY_SUM).sum(),
+        pl.col("scans").sum(),
         pl.col("latest_eta").sort_by("eta_at").last(),
         pl.col("eta_at").max(),
     )

@@ -34,8 +34,9 @@ from allocflow.connectors.landing.aggregates import (
     columns_read,
     create_aggregates,
 )
+from allocflow.connectors.landing.errors import LandingError, first_line, what_to_do
 from allocflow.connectors.landing.kpi_views import create_views
-from allocflow.connectors.landing.records import LandingRecord, rows_of, utc
+from allocflow.connectors.landing.records import LandingRecord, StagedRows, rows_of, utc
 from allocflow.connectors.landing.schema import (
     SCHEMA_VERSION,
     check_schema_version,
@@ -59,12 +60,15 @@ _MERGED_ENTITIES = tuple(e for e in ENTITIES if e != "allocation_decisions")
 """Entities merged from staging frames (decisions are inserted before the merges)."""
 
 
+_EVENT_KEY = ["topic", "event_id"]
+"""What identifies an input event: the flow dedupes per feed, so two feeds may share an id."""
+
 _ROWS_OF_AN_EVENT: dict[str, list[str]] = {
-    "placed": ["event_id"],
-    "placed_lines": ["event_id", "line_id"],
-    "cancelled": ["event_id"],
-    "shipments": ["event_id"],
-    "carrier_events": ["event_id"],
+    "placed": _EVENT_KEY,
+    "placed_lines": [*_EVENT_KEY, "line_id"],
+    "cancelled": _EVENT_KEY,
+    "shipments": _EVENT_KEY,
+    "carrier_events": _EVENT_KEY,
 }
 """Staging frames filled from input events, and what identifies one event's row in each.
 
@@ -82,6 +86,8 @@ class BatchReport:
         records: Messages in the batch.
         replayed: Messages skipped because their offset had already landed.
         skipped: Messages that could not be decoded (see the dead-letter topic).
+        quarantined: Messages holding a value no landed column can hold; each is a
+            ``dq_results`` row (origin ``landing``) instead.
         new_events: Input events landed for the first time.
         new_decisions: Decisions landed for the first time.
         seconds: Wall time of the batch, decode to commit.
@@ -90,6 +96,7 @@ class BatchReport:
     records: int
     replayed: int
     skipped: int
+    quarantined: int
     new_events: int
     new_decisions: int
     seconds: float
@@ -140,7 +147,8 @@ class DuckDBWriter:
         """Land a batch in one transaction; records already landed are skipped.
 
         Raises:
-            duckdb.Error: The batch could not land; nothing of it did.
+            LandingError: The batch could not land (a full disk, a failed write);
+                nothing of it did, and the writer's memory is as before the batch.
         """
         started = time.perf_counter()
         fresh = [r for r in records if r.offset >= self.next_offset(r.source, r.partition)]
@@ -148,38 +156,65 @@ class DuckDBWriter:
         frames = staging.typed_frames(staged.frames)
         self._con.execute("BEGIN TRANSACTION")
         try:
-            new_events, new_decisions = self._land_frames(frames)
+            landed = self._land_frames(frames)
             offsets = self._advance_offsets(fresh)
-            self._record_status(fresh, staged.skipped, frames["input_events"])
+            self._record_status(fresh, staged, frames["input_events"])
             self._con.execute("COMMIT")
+        except duckdb.Error as error:
+            self._roll_back()
+            raise LandingError(
+                f"could not land a batch of {len(fresh):,} messages into {self.path} "
+                f"({first_line(error)}); nothing of the batch landed. {what_to_do(self.path)}"
+            ) from error
         except BaseException:
-            self._con.execute("ROLLBACK")
+            self._roll_back()
             raise
         self._next_offsets.update(offsets)
-        self._remember_ingest_times(frames["input_events"])
+        self._remember(landed, frames["input_events"])
         return BatchReport(
             records=len(records),
             replayed=len(records) - len(fresh),
             skipped=staged.skipped,
-            new_events=new_events,
-            new_decisions=new_decisions,
+            quarantined=staged.quarantined,
+            new_events=landed.events,
+            new_decisions=landed.decisions,
             seconds=time.perf_counter() - started,
         )
 
     def close(self) -> None:
-        """Checkpoint and close the file."""
-        self._con.close()
+        """Checkpoint and close the file.
 
-    def _land_frames(self, frames: dict[str, pl.DataFrame]) -> tuple[int, int]:
-        events = self._insert_new("input_events", frames["input_events"], "event_id")
-        new_ids = events["event_id"].implode()
+        A failed checkpoint (a full disk) is logged, not raised: every committed batch
+        is in the file's write-ahead log, which the next open replays.
+        """
+        try:
+            self._con.close()
+        except duckdb.Error as error:
+            _LOG.warning(
+                "could not checkpoint %s on close (%s); the landed batches are safe in its "
+                "write-ahead log and the next open replays it",
+                self.path,
+                first_line(error),
+            )
+
+    def _roll_back(self) -> None:
+        """End the batch's transaction, which a failed ``COMMIT`` has ended already."""
+        try:
+            self._con.execute("ROLLBACK")
+        except duckdb.Error as error:
+            _LOG.debug("rollback after a failed batch: %s", first_line(error))
+
+    def _land_frames(self, frames: dict[str, pl.DataFrame]) -> "_Landed":
+        events = self._insert_new("input_events", frames["input_events"], _EVENT_KEY)
+        new_keys = events.select(_EVENT_KEY)
         fresh = {
             name: frames[name]
-            .filter(pl.col("event_id").is_in(new_ids))
+            .join(new_keys, on=_EVENT_KEY, how="semi", maintain_order="left")
             .unique(subset=key, keep="first", maintain_order=True)
+            .drop("topic")
             for name, key in _ROWS_OF_AN_EVENT.items()
         }
-        late_latency = self._late_latencies(events)
+        late_latency, resolved = self._late_latencies(events)
         self._register(
             {
                 "b_latency": late_latency,
@@ -190,7 +225,7 @@ class DuckDBWriter:
         )
         touched = {"allocation_decisions": frames["decisions"].height + late_latency.height > 0}
         self._capture("before", ("allocation_decisions",), touched)
-        decisions = self._new_decisions(frames["decisions"])
+        decisions, awaiting = self._new_decisions(frames["decisions"])
         stage = {
             "b_placed": staging.placed_orders(fresh["placed"]).drop("event_id"),
             "b_placed_lines": staging.placed_lines(fresh["placed_lines"]).drop("event_id"),
@@ -213,33 +248,42 @@ class DuckDBWriter:
         self._merge(stage, summarise=touched["orders"])
         self._capture("after", ENTITIES, touched)
         self._apply_aggregate_deltas(touched)
-        return events.height, decisions.height
+        return _Landed(events.height, decisions.height, resolved, awaiting)
 
-    def _insert_new(self, table: str, frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    def _insert_new(self, table: str, frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
         """Insert rows whose key is new; return those rows."""
         if frame.is_empty():
             return frame
         self._con.register("b_new", frame)
         inserted = self._con.execute(
             f"INSERT INTO {table} BY NAME SELECT * FROM b_new ON CONFLICT DO NOTHING "
-            f"RETURNING {key}"
+            f"RETURNING {', '.join(keys)}"
         ).fetchall()
         self._con.unregister("b_new")
-        keys = [row[0] for row in inserted]
-        return frame.filter(pl.col(key).is_in(keys))
+        new_keys = pl.DataFrame(inserted, schema=frame.select(keys).schema, orient="row")
+        return frame.join(new_keys, on=keys, how="semi", maintain_order="left")
 
-    def _new_decisions(self, decisions: pl.DataFrame) -> pl.DataFrame:
-        """Time the batch's decisions against their causes, then insert the new ones."""
+    def _new_decisions(
+        self, decisions: pl.DataFrame
+    ) -> tuple[pl.DataFrame, list[tuple[str, str, datetime]]]:
+        """Time the batch's decisions against their causes, then insert the new ones.
+
+        Returns:
+            The new decisions, and ``(cause, decision, produced)`` of those whose cause
+            has not landed yet (remembered once the batch commits).
+        """
         timed = decisions.with_columns(
             pl.Series("latency_ms", self._latencies(decisions), dtype=pl.Float64)
         )
-        new = self._insert_new("allocation_decisions", timed, "decision_id")
-        for decision_id, cause, produced, latency in new.select(
-            "decision_id", "cause_event_id", "produced_at", "latency_ms"
-        ).iter_rows():
-            if produced is not None and latency is None:
-                self._awaiting_cause.setdefault(cause, []).append((decision_id, produced))
-        return new
+        new = self._insert_new("allocation_decisions", timed, ["decision_id"])
+        awaiting = [
+            (cause, decision_id, produced)
+            for decision_id, cause, produced, latency in new.select(
+                "decision_id", "cause_event_id", "produced_at", "latency_ms"
+            ).iter_rows()
+            if produced is not None and latency is None
+        ]
+        return new, awaiting
 
     def _latencies(self, decisions: pl.DataFrame) -> list[float | None]:
         causes = decisions["cause_event_id"].to_list()
@@ -251,28 +295,43 @@ class DuckDBWriter:
         return latencies
 
     def _ingest_times(self, event_ids: list[str]) -> dict[str, datetime]:
-        """Ingest times of events landed in earlier batches but no longer cached."""
+        """Ingest times of events landed in earlier batches but no longer cached.
+
+        A decision names its cause by ``event_id`` alone; an id two feeds share is timed
+        from the earlier ingest (a latency is never made shorter than it was).
+        """
         if not event_ids:
             return {}
         self._con.register("b_causes", pl.DataFrame({"event_id": event_ids}))
         rows = self._con.execute(
-            "SELECT event_id, ingested_at FROM input_events SEMI JOIN b_causes USING (event_id) "
-            "WHERE ingested_at IS NOT NULL"
+            "SELECT event_id, min(ingested_at) FROM input_events "
+            "SEMI JOIN b_causes USING (event_id) WHERE ingested_at IS NOT NULL GROUP BY event_id"
         ).fetchall()
         self._con.unregister("b_causes")
         return dict(rows)
 
-    def _late_latencies(self, events: pl.DataFrame) -> pl.DataFrame:
-        """Latencies of earlier decisions whose cause event landed only now."""
+    def _late_latencies(self, events: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+        """Latencies of earlier decisions whose cause event landed only now.
+
+        Returns:
+            ``decision_id``, ``latency_ms`` rows, and the causes they resolve (forgotten
+            once the batch commits).
+        """
         rows: list[tuple[str, float]] = []
+        resolved: dict[str, None] = {}
         for event_id, ingested in events.select("event_id", "ingested_at").iter_rows():
-            for decision_id, produced in self._awaiting_cause.pop(event_id, ()):
+            waiting = self._awaiting_cause.get(event_id)
+            if waiting is None or event_id in resolved:
+                continue
+            resolved[event_id] = None
+            for decision_id, produced in waiting:
                 latency = _latency_ms(ingested, produced)
                 if latency is not None:
                     rows.append((decision_id, latency))
-        return pl.DataFrame(
+        frame = pl.DataFrame(
             rows, schema={"decision_id": pl.String, "latency_ms": pl.Float64}, orient="row"
         )
+        return frame, list(resolved)
 
     def _affected(self, stage: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
         shipment_ids = stage["b_shipments"].select("shipment_id")
@@ -369,27 +428,45 @@ class DuckDBWriter:
         return offsets
 
     def _record_status(
-        self, records: Sequence[LandingRecord], skipped: int, events: pl.DataFrame
+        self, records: Sequence[LandingRecord], staged: StagedRows, events: pl.DataFrame
     ) -> None:
         watermark = events["event_time"].max() if events.height else None
         stamps = [r.timestamp for r in records if r.timestamp is not None]
         newest_message = utc(max(stamps)) if stamps else None
         self._con.execute(
-            "INSERT INTO landing_status VALUES (1, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+            "INSERT INTO landing_status (id, schema_version, batches, records, skipped, "
+            "quarantined, watermark, newest_message_at, landed_at) "
+            "VALUES (1, ?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
             "batches = landing_status.batches + 1, "
             "records = landing_status.records + excluded.records, "
             "skipped = landing_status.skipped + excluded.skipped, "
+            "quarantined = landing_status.quarantined + excluded.quarantined, "
             "watermark = greatest(landing_status.watermark, excluded.watermark), "
             "newest_message_at = greatest(landing_status.newest_message_at, "
             "excluded.newest_message_at), "
             "landed_at = excluded.landed_at",
-            [SCHEMA_VERSION, len(records), skipped, watermark, newest_message, _now()],
+            [
+                SCHEMA_VERSION,
+                len(records),
+                staged.skipped,
+                staged.quarantined,
+                watermark,
+                newest_message,
+                _now(),
+            ],
         )
 
-    def _remember_ingest_times(self, events: pl.DataFrame) -> None:
+    def _remember(self, landed: "_Landed", events: pl.DataFrame) -> None:
+        """Update the writer's memory with a committed batch."""
+        for event_id in landed.resolved_causes:
+            self._awaiting_cause.pop(event_id, None)
+        for cause, decision_id, produced in landed.awaiting_cause:
+            self._awaiting_cause.setdefault(cause, []).append((decision_id, produced))
         for event_id, ingested in events.select("event_id", "ingested_at").iter_rows():
-            if ingested is not None:
-                self._ingested[event_id] = ingested
+            if ingested is None:
+                continue
+            known = self._ingested.get(event_id)
+            self._ingested[event_id] = ingested if known is None else min(known, ingested)
         while len(self._ingested) > _INGEST_CACHE_SIZE:
             self._ingested.popitem(last=False)
 
@@ -408,6 +485,24 @@ class DuckDBWriter:
         for cause, decision_id, produced in rows:
             awaiting.setdefault(cause, []).append((decision_id, produced))
         return awaiting
+
+
+@dataclass(frozen=True)
+class _Landed:
+    """What a batch's transaction did, applied to the writer's memory once it commits.
+
+    Attributes:
+        events: Input events landed for the first time.
+        decisions: Decisions landed for the first time.
+        resolved_causes: Cause events that timed the decisions waiting for them.
+        awaiting_cause: ``(cause, decision, produced)`` of new decisions whose cause
+            has not landed.
+    """
+
+    events: int
+    decisions: int
+    resolved_causes: list[str]
+    awaiting_cause: list[tuple[str, str, datetime]]
 
 
 _LATE_LATENCY = (

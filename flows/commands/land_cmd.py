@@ -11,6 +11,7 @@ import duckdb
 
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.connectors.kafka_health import KafkaWaitTimeoutError, wait_for_kafka
+from allocflow.connectors.landing.errors import LandingError
 from allocflow.connectors.landing.schema import SchemaMismatchError
 from allocflow.connectors.landing.service import Lander, LandingTotals, PeriodicTask
 from allocflow.connectors.landing.snapshot import snapshot_path
@@ -83,14 +84,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with writer:
         lander = Lander(writer, snapshot, args.publish_every, tasks)
         started = time.perf_counter()
-        if args.input is not None:
-            totals = land_files(lander, args.input, args.out, args.batch_size)
-        else:
-            try:
+        try:
+            if args.input is not None:
+                totals = land_files(lander, args.input, args.out, args.batch_size)
+            else:
                 totals = _follow(lander, args, settings)
-            except KafkaWaitTimeoutError as error:
-                print(f"allocflow land: {error}", file=sys.stderr)
-                return 1
+        except (KafkaWaitTimeoutError, LandingError) as error:
+            print(f"allocflow land: {error}", file=sys.stderr)
+            return 1
+        except OSError as error:
+            print(f"allocflow land: {_read_failure(error)}", file=sys.stderr)
+            return 1
     _report(totals, time.perf_counter() - started)
     return 0
 
@@ -192,6 +196,15 @@ def _check_quality(args: argparse.Namespace) -> str | None:
     if args.quality_window_hours <= 0:
         return f"--quality-window-hours must be positive (got {args.quality_window_hours})"
     return None
+
+
+def _read_failure(error: OSError) -> str:
+    """One line for an input that could not be read."""
+    where = f" {error.filename}" if error.filename else ""
+    return (
+        f"cannot read{where} ({error.strerror or error}); make it readable and run the same "
+        "command again: landing resumes after the last landed batch"
+    )
 
 
 def _report(totals: LandingTotals, seconds: float) -> None:

@@ -97,10 +97,31 @@ def test_a_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "old.duckdb"
     with DuckDBWriter(db) as writer:
         writer.connection.execute(
-            "INSERT INTO landing_status VALUES (1, 999, 0, 0, 0, NULL, NULL, now())"
+            "INSERT INTO landing_status (id, schema_version, batches, records, skipped, "
+            "landed_at) VALUES (1, 999, 0, 0, 0, now())"
         )
     args = ["land", "--db", str(db), "--input", str(tmp_path), "--no-snapshot"]
     assert main(args) == 2
+
+
+def test_a_file_of_schema_version_3_is_refused_with_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Version 4 keys input events by topic and widens quantities: a v3 file is not reused."""
+    db = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute(
+        "CREATE TABLE landing_status (id INTEGER PRIMARY KEY, schema_version INTEGER NOT NULL, "
+        "batches BIGINT NOT NULL, records BIGINT NOT NULL, skipped BIGINT NOT NULL, "
+        "watermark TIMESTAMP, newest_message_at TIMESTAMP, landed_at TIMESTAMP NOT NULL)"
+    )
+    con.execute("INSERT INTO landing_status VALUES (1, 3, 1, 10, 0, NULL, NULL, now())")
+    con.close()
+    args = ["land", "--db", str(db), "--input", str(tmp_path), "--no-snapshot"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "schema version 3" in error
+    assert "land into a new file" in error
 
 
 def test_readers_of_the_snapshot_never_fail_while_it_is_republished(
