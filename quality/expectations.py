@@ -35,12 +35,14 @@ DOCS_SITE = "allocflow"
 _WATERMARK = "SELECT watermark FROM landing_status WHERE id = 1"
 _UPSERT = """
 INSERT INTO dq_results (result_id, origin, check_name, feed, severity, success, event_id,
-                        detected_at, element_count, unexpected_count, detail, sample)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        detected_at, element_count, unexpected_count, detail, sample,
+                        covers_from, covers_to)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (result_id) DO UPDATE SET
     success = excluded.success, element_count = excluded.element_count,
     unexpected_count = excluded.unexpected_count, detail = excluded.detail,
-    sample = excluded.sample
+    sample = excluded.sample, covers_from = excluded.covers_from,
+    covers_to = excluded.covers_to
 """
 
 
@@ -75,7 +77,12 @@ class Window:
 
 @dataclass(frozen=True)
 class ResultRow:
-    """One expectation result, with the columns of ``dq_results``."""
+    """One expectation result, with the columns of ``dq_results``.
+
+    ``covers_from`` (exclusive; None: from the first landed row) and ``covers_to`` (the
+    landing watermark when the suites ran) are the event-time range of the rows the
+    result judged.
+    """
 
     result_id: str
     origin: str
@@ -89,13 +96,15 @@ class ResultRow:
     unexpected_count: int | None
     detail: str
     sample: str | None
+    covers_from: datetime | None
+    covers_to: datetime
 
     def values(self) -> tuple[object, ...]:
         """Return the values in ``dq_results`` column order."""
         return (
             self.result_id, self.origin, self.check_name, self.feed, self.severity,
             self.success, self.event_id, self.detected_at, self.element_count,
-            self.unexpected_count, self.detail, self.sample,
+            self.unexpected_count, self.detail, self.sample, self.covers_from, self.covers_to,
         )  # fmt: skip
 
 
@@ -331,6 +340,8 @@ def _result_row(result: Any, table: str, window: Window) -> ResultRow:
         unexpected_count=outcome.get("unexpected_count"),
         detail=_detail(result, outcome, sample),
         sample=sample,
+        covers_from=window.start,
+        covers_to=window.end,
     )
 
 

@@ -57,7 +57,12 @@ class QualityGate:
         self._duplicates = DuplicateCheck(self.settings.dedupe_window)
         self._impossible = ImpossibleValueCheck(self.settings.entity_memory)
         self._orphans = OrphanCheck(self.settings.orphan_grace, self.settings.entity_memory)
-        self._stale = StaleSourceCheck(self.settings.stale_after, self.settings.stale_node_after)
+        self._stale = StaleSourceCheck(
+            self.settings.stale_after,
+            self.settings.stale_node_after,
+            self.settings.feed_calendar,
+            self.settings.node_calendar,
+        )
         self.passed = 0
         self.deduplicated = 0
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from allocflow.models.activity_calendar import ANY_SOURCE, ActivityCalendar, calendar_of
 from allocflow.models.limits import Duration, PositiveDuration
 from allocflow.models.topics import InputTopic
 
@@ -56,6 +57,17 @@ class GateSettings(BaseModel):
         default=timedelta(hours=8),
         description="A warehouse (node) named by no event for this long is stale.",
     )
+    active_hours_by_feed: dict[str, ActivityCalendar] = Field(
+        default_factory=dict,
+        description="Expected-activity calendar per feed (text form, e.g. 'Mon-Fri 07:00-19:00 "
+        "Europe/Berlin'; '*' for every feed not named): silence counts only in active hours. "
+        "A feed without one is always active.",
+    )
+    active_hours_by_node: dict[str, ActivityCalendar] = Field(
+        default_factory=dict,
+        description="Expected-activity calendar per node id ('*' for every node not named); "
+        "a node without one is always active.",
+    )
     entity_memory: int = Field(
         default=1_000_000,
         ge=1,
@@ -75,6 +87,33 @@ class GateSettings(BaseModel):
     def _known_feeds_positive_silences(cls, value: dict[str, timedelta]) -> dict[str, timedelta]:
         check_feed_silences(value)
         return value
+
+    @field_validator("active_hours_by_feed", "active_hours_by_node", mode="before")
+    @classmethod
+    def _calendars_from_text(cls, value: object) -> object:
+        return parse_calendars(value) if isinstance(value, Mapping) else value
+
+    @field_validator("active_hours_by_feed")
+    @classmethod
+    def _calendars_of_known_feeds(
+        cls, value: dict[str, ActivityCalendar]
+    ) -> dict[str, ActivityCalendar]:
+        check_calendar_feeds(value)
+        return value
+
+    def feed_calendar(self, feed: str) -> ActivityCalendar:
+        """Return the hours in which ``feed`` is expected to send events.
+
+        Example:
+            >>> settings = GateSettings(active_hours_by_feed={"orders": "Mon-Fri 08:00-18:00"})
+            >>> str(settings.feed_calendar("orders")), str(settings.feed_calendar("shipments"))
+            ('Mon-Fri 08:00-18:00 UTC', 'always')
+        """
+        return calendar_of(self.active_hours_by_feed, feed)
+
+    def node_calendar(self, node_id: str) -> ActivityCalendar:
+        """Return the hours in which events naming ``node_id`` are expected."""
+        return calendar_of(self.active_hours_by_node, node_id)
 
     def stale_after(self, feed: str) -> timedelta:
         """Return the silence after which ``feed`` is stale.
@@ -98,3 +137,37 @@ def check_feed_silences(silences: Mapping[str, timedelta]) -> None:
             raise ValueError(f"unknown feed {feed!r}; feeds are {', '.join(sorted(feeds))}")
         if silence <= timedelta(0):
             raise ValueError(f"the silence allowed on {feed!r} must be positive")
+
+
+def parse_calendars(texts: Mapping[str, object]) -> dict[str, ActivityCalendar]:
+    """Read a mapping of source → calendar text (calendars are kept as they are).
+
+    Raises:
+        ValueError: Naming the source whose calendar cannot be read, and why.
+    """
+    calendars: dict[str, ActivityCalendar] = {}
+    for name, text in texts.items():
+        if isinstance(text, ActivityCalendar):
+            calendars[str(name)] = text
+            continue
+        if not isinstance(text, str):
+            raise ValueError(f"the calendar of {name!r} must be text such as 'Mon-Fri 07:00-19:00'")
+        try:
+            calendars[str(name)] = ActivityCalendar.parse(text)
+        except ValueError as error:
+            raise ValueError(f"{name!r}: {error}") from None
+    return calendars
+
+
+def check_calendar_feeds(calendars: Mapping[str, object]) -> None:
+    """Check that every calendar is of an input feed or of ``*``.
+
+    Raises:
+        ValueError: Naming the unknown feed.
+    """
+    feeds = {topic.value for topic in InputTopic}
+    for feed in calendars:
+        if feed not in feeds and feed != ANY_SOURCE:
+            raise ValueError(
+                f"unknown feed {feed!r}; feeds are {', '.join(sorted(feeds))} or {ANY_SOURCE!r}"
+            )

@@ -55,20 +55,33 @@ class LandingTotals:
 
 
 @dataclass(frozen=True)
-class PeriodicTask:
-    """Work that needs the writer's connection, run between batches on a schedule.
+class DataChangeTask:
+    """Work over the landed data that needs the writer's connection: run when it changed.
 
-    The expectation suites run this way: only the writer may write ``dq_results``.
+    The expectation suites run this way: only the writer may write ``dq_results``. The
+    task runs between batches, and while the input is quiet, whenever a batch landed
+    since its last run and at least ``min_interval_s`` passed since then (the first run
+    follows the first batch); a finite landing ends with one more run if anything landed
+    since the last. So the latest run always catches up with the landed data, however
+    the stream slows or stops, without running while nothing changes.
 
     Attributes:
         name: Name for the log.
-        every_s: Seconds between runs (the first runs after the first batch).
+        min_interval_s: Fewest seconds between two runs while data keeps landing.
         run: The work; returns a one-line summary for the log.
     """
 
     name: str
-    every_s: float
+    min_interval_s: float
     run: Callable[[duckdb.DuckDBPyConnection], str]
+
+
+@dataclass
+class _TaskProgress:
+    """When a task may run next, and how many landed batches its last run saw."""
+
+    not_before: float = float("-inf")
+    batches_seen: int = 0
 
 
 class Lander:
@@ -79,7 +92,7 @@ class Lander:
         writer: DuckDBWriter,
         snapshot: Path | None,
         publish_every_s: float = 1.5,
-        tasks: Sequence[PeriodicTask] = (),
+        tasks: Sequence[DataChangeTask] = (),
     ) -> None:
         """Land with ``writer``; publish to ``snapshot`` (None: never); run ``tasks``."""
         self.writer = writer
@@ -89,13 +102,17 @@ class Lander:
         self._published_at = float("-inf")
         self._unpublished = False
         self._tasks = tuple(tasks)
-        self._task_due = dict.fromkeys((t.name for t in self._tasks), float("-inf"))
+        self._progress = {task.name: _TaskProgress() for task in self._tasks}
+        self.busy = False
+        """True while a batch lands or a task runs."""
+        self.idle_since = time.monotonic()
+        """When the last batch landed or the last task ended (``time.monotonic``)."""
 
     def land_batches(self, batches: Iterable[list[LandingRecord]]) -> LandingTotals:
-        """Land every batch, then publish a final snapshot."""
+        """Land every batch, run the tasks over what they have not seen, publish a snapshot."""
         for batch in batches:
             self._land(batch)
-        self._run_due_tasks(force=True)
+        self._run_due_tasks(final=True)
         self.publish()
         return self.totals
 
@@ -107,38 +124,55 @@ class Lander:
         batch_size: int = 5000,
         max_wait_s: float = 1.0,
     ) -> LandingTotals:
-        """Land from Kafka until ``stop`` is set, then publish a final snapshot.
+        """Land from Kafka until ``stop`` is set; run the tasks one last time; publish.
 
-        A batch closes when it is full or ``max_wait_s`` after its first message.
+        A batch closes when it is full or ``max_wait_s`` after its first message. While
+        no message comes, the tasks catch up with what landed (when due).
         """
         while not stop.is_set():
             batch = _collect(source, stop, batch_size, max_wait_s)
             if batch:
                 self._land(batch)
-            elif self._unpublished:
+                continue
+            self._run_due_tasks()
+            if self._unpublished:
                 self.publish()
+        self._run_due_tasks(final=True)
         self.publish()
         return self.totals
 
-    def _run_due_tasks(self, *, force: bool = False) -> None:
-        """Run the tasks that are due (all of them when ``force``), logging failures.
+    def _run_due_tasks(self, *, final: bool = False) -> None:
+        """Run each task that has not seen the latest batch and is due (or ``final``).
 
-        A failing task is logged and retried at its next slot: validation trouble
+        A failing task is logged and retried after its interval: validation trouble
         must not stop landing.
         """
         for task in self._tasks:
-            if not force and time.monotonic() < self._task_due[task.name]:
+            progress = self._progress[task.name]
+            if progress.batches_seen == self.totals.batches:
                 continue
-            self._task_due[task.name] = time.monotonic() + task.every_s
+            if not final and time.monotonic() < progress.not_before:
+                continue
+            progress.not_before = time.monotonic() + task.min_interval_s
+            batches = self.totals.batches
             started = time.perf_counter()
             try:
-                summary = task.run(self.writer.connection)
+                summary = self._run_task(task)
             except Exception:
-                _LOG.exception("%s failed; it runs again in %.0f s", task.name, task.every_s)
+                _LOG.exception("%s failed; it runs again in %.0f s", task.name, task.min_interval_s)
                 self._roll_back_leftovers()
                 continue
+            progress.batches_seen = batches
             self._unpublished = True
             _LOG.info("%s in %.1f s: %s", task.name, time.perf_counter() - started, summary)
+
+    def _run_task(self, task: DataChangeTask) -> str:
+        self.busy = True
+        try:
+            return task.run(self.writer.connection)
+        finally:
+            self.busy = False
+            self.idle_since = time.monotonic()
 
     def publish(self) -> None:
         """Publish a snapshot now, if there is somewhere to publish it."""
@@ -159,7 +193,12 @@ class Lander:
             return
 
     def _land(self, batch: list[LandingRecord]) -> None:
-        report = self.writer.land(batch)
+        self.busy = True
+        try:
+            report = self.writer.land(batch)
+        finally:
+            self.busy = False
+            self.idle_since = time.monotonic()
         self.totals.add(report)
         self._unpublished = True
         _LOG.debug(

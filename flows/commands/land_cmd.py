@@ -13,7 +13,7 @@ from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.connectors.kafka_health import KafkaWaitTimeoutError, wait_for_kafka
 from allocflow.connectors.landing.errors import LandingError
 from allocflow.connectors.landing.schema import SchemaMismatchError
-from allocflow.connectors.landing.service import Lander, LandingTotals, PeriodicTask
+from allocflow.connectors.landing.service import DataChangeTask, Lander, LandingTotals
 from allocflow.connectors.landing.snapshot import snapshot_path
 from allocflow.connectors.landing.sources import KafkaLandingSource, file_batches
 from allocflow.connectors.landing.writer import DuckDBWriter
@@ -23,6 +23,9 @@ from allocflow.flows.settings import Settings
 from allocflow.models.topics import InputTopic, OutputTopic
 
 _LOG = logging.getLogger(__name__)
+
+DEFAULT_QUALITY_WINDOW_HOURS = 6.0
+"""Event-time window the expectation suites validate beside the lander, by default."""
 
 LANDED_TOPICS = (*InputTopic, *OutputTopic)
 """Every topic of the pipeline is landed: inputs for facts and timelines, outputs for
@@ -56,14 +59,16 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.add_argument(
         "--quality-every",
         type=float,
-        help="run the expectation suites every this many seconds (off by default); "
-        "their results land in dq_results and reach the dashboard",
+        help="run the expectation suites whenever landed data changed, at most every this "
+        "many seconds, and once more when a finite landing ends (off by default); their "
+        "results land in dq_results and reach the dashboard",
     )
     parser.add_argument(
         "--quality-window-hours",
         type=float,
-        default=6.0,
-        help="event-time window the scheduled suites validate (default 6)",
+        default=DEFAULT_QUALITY_WINDOW_HOURS,
+        help="event-time window (hours before the landing watermark) the suites validate "
+        f"(default {DEFAULT_QUALITY_WINDOW_HOURS:g})",
     )
     parser.set_defaults(handler=run)
 
@@ -80,7 +85,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"allocflow land: cannot open {args.db}: {error}", file=sys.stderr)
         return 2
     snapshot = None if args.no_snapshot else snapshot_path(args.db)
-    tasks = [] if args.quality_every is None else [_expectations_task(args)]
+    tasks = (
+        []
+        if args.quality_every is None
+        else [expectations_task(args.quality_every, args.quality_window_hours)]
+    )
     with writer:
         lander = Lander(writer, snapshot, args.publish_every, tasks)
         started = time.perf_counter()
@@ -141,21 +150,29 @@ def _land_topics(
 
 
 def _stop_when_idle(lander: Lander, stop: threading.Event, idle_s: float) -> None:
-    """Set ``stop`` once no message arrived for ``idle_s`` seconds."""
+    """Set ``stop`` once no message arrived for ``idle_s`` seconds.
+
+    Time spent landing or running the expectation suites is not idle time: the idle
+    time counts from when the last batch landed or the last task ended.
+    """
+    started = time.monotonic()
 
     def watch() -> None:
-        seen, quiet_since = -1, time.monotonic()
         while not stop.wait(0.5):
-            if lander.totals.records != seen:
-                seen, quiet_since = lander.totals.records, time.monotonic()
-            elif time.monotonic() - quiet_since >= idle_s:
+            quiet_since = max(started, lander.idle_since)
+            if not lander.busy and time.monotonic() - quiet_since >= idle_s:
                 stop.set()
 
     threading.Thread(target=watch, name="land-idle-watch", daemon=True).start()
 
 
-def _expectations_task(args: argparse.Namespace) -> PeriodicTask:
-    """The expectation suites over the recent window, written by the lander itself."""
+def expectations_task(min_interval_s: float, window_hours: float) -> DataChangeTask:
+    """The expectation suites over the recent window, written by the lander itself.
+
+    Args:
+        min_interval_s: Fewest seconds between two runs while data keeps landing.
+        window_hours: Width of the event-time window ending at the landing watermark.
+    """
     from allocflow.quality.expectations import (  # noqa: PLC0415 - GX takes seconds to import
         ExpectationRunner,
         NothingLandedError,
@@ -166,14 +183,14 @@ def _expectations_task(args: argparse.Namespace) -> PeriodicTask:
 
     def validate(con: duckdb.DuckDBPyConnection) -> str:
         try:
-            result = runner.run(con, args.quality_window_hours, DEFAULT_FRESH_HOURS)
+            result = runner.run(con, window_hours, DEFAULT_FRESH_HOURS)
         except NothingLandedError:
             return "nothing landed yet"
         write_results(con, result.results())
         failed = sum(len(outcome.failed) for outcome in result.tables)
         return f"{len(result.results())} expectations over {result.window.label()}, {failed} failed"
 
-    return PeriodicTask("expectation suites", args.quality_every, validate)
+    return DataChangeTask("expectation suites", min_interval_s, validate)
 
 
 def _check(args: argparse.Namespace) -> str | None:

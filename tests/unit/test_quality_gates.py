@@ -11,12 +11,16 @@ from pydantic import ValidationError
 
 from allocflow.connectors.input_stop import inputs_end_on_signals
 from allocflow.flows.allocation import _GateLogic
+from allocflow.flows.cli import main
+from allocflow.flows.settings import Settings
+from allocflow.models.activity_calendar import ActivityCalendar
 from allocflow.models.carrier import CarrierInTransit
 from allocflow.models.codec import ContractError, decode_event, encode_event
 from allocflow.models.dead_letter import DeadLetterReason
 from allocflow.models.dq_alerts import DqAlert, DqCheck
 from allocflow.models.envelope import EventEnvelope, Source
 from allocflow.models.inventory import AdjustmentReason, StockAdjusted, StockSnapshot
+from allocflow.models.limits import MAX_DURATION
 from allocflow.models.orders import OrderCancelled
 from allocflow.models.shipments import (
     ShipmentCreated,
@@ -420,7 +424,7 @@ def test_default_silences_let_orders_rest_over_a_weekend() -> None:
     ("by_feed", "reason"),
     [
         ({"order": timedelta(hours=1)}, "unknown feed 'order'"),
-        ({ORDERS: timedelta(0)}, "must be positive"),
+        ({ORDERS: timedelta(0)}, "must be positive|greater than 0"),
     ],
 )
 def test_bad_feed_silences_are_rejected(by_feed: dict[str, timedelta], reason: str) -> None:
@@ -468,3 +472,237 @@ def test_docstring_examples(module_name: str) -> None:
     module = importlib.import_module(module_name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
     assert (result.attempted > 0, result.failed) == (True, 0)
+
+
+# --- expected-activity calendars ----------------------------------------------------------
+
+BUSINESS_HOURS = "Mon-Fri 07:00-19:00 Europe/Berlin"
+"""In March 2026 (before daylight saving time) 07:00 in Berlin is 06:00 UTC: T0."""
+
+
+def business_stream(
+    weeks: int, silent: tuple[str, datetime, datetime] | None = None
+) -> list[tuple[str, EventEnvelope]]:
+    """Orders and stock counts (node DC-NJ) every 15 min in Berlin business hours only.
+
+    Quiet every night and weekend; ``silent`` = (feed, from, to) drops that feed's
+    events in ``[from, to)`` as well.
+    """
+    calendar = ActivityCalendar.parse(BUSINESS_HOURS)
+    stream: list[tuple[str, EventEnvelope]] = []
+    for step in range(weeks * 7 * 24 * 4):
+        moment = T0 + timedelta(minutes=15 * step)
+        if not calendar.active_at(moment):
+            continue
+        minutes = step * 15
+        for feed, event in (
+            (ORDERS, order(f"e-o-{step}", minutes, f"SO-{step}")),
+            (RES, snapshot(f"e-r-{step}", minutes)),
+        ):
+            if silent is not None and feed == silent[0] and silent[1] <= moment < silent[2]:
+                continue
+            stream.append((feed, event))
+    return stream
+
+
+def stale_alerts(settings: GateSettings, stream: list[tuple[str, EventEnvelope]]) -> list[DqAlert]:
+    gate = QualityGate(settings)
+    alerts = [alert for feed, event in stream for alert in admit(gate, feed, event).alerts]
+    return [alert for alert in alerts if alert.check is DqCheck.STALE_FEED]
+
+
+def test_quiet_nights_and_weekends_raise_no_stale_alert_with_business_hours() -> None:
+    limits = {
+        "stale_feed_after": timedelta(hours=4),
+        "stale_feed_after_by_feed": {},
+        "stale_node_after": timedelta(hours=2),
+    }
+    stream = business_stream(weeks=3)
+
+    always = stale_alerts(GateSettings(**limits), stream)
+    calendars = GateSettings(
+        **limits,
+        active_hours_by_feed={"*": BUSINESS_HOURS},
+        active_hours_by_node={"*": BUSINESS_HOURS},
+    )
+
+    # 12 quiet nights and 2 weekends between the 15 working days; each morning the first
+    # order finds the stock feed and its node silent since the evening
+    assert len(always) == (12 + 2) * 2
+    assert {a.entity.get("feed") or a.entity.get("node_id") for a in always} == {RES, "DC-NJ"}
+    assert stale_alerts(calendars, stream) == []
+
+
+def test_a_feed_silent_for_its_limit_of_active_hours_is_stale_across_a_night() -> None:
+    settings = GateSettings(
+        stale_feed_after=timedelta(hours=4),
+        stale_feed_after_by_feed={},
+        stale_node_after=timedelta(days=9),
+        active_hours_by_feed={"*": BUSINESS_HOURS},
+    )
+    tuesday_17 = T0 + timedelta(days=1, hours=10)  # 17:00 in Berlin
+    wednesday_11 = T0 + timedelta(days=2, hours=4)
+    stream = business_stream(weeks=1, silent=(RES, tuesday_17 + timedelta(minutes=1), wednesday_11))
+
+    (alert,) = stale_alerts(settings, stream)
+
+    # 2 active hours on Tuesday evening, 2 on Wednesday morning: due at 09:00 in Berlin
+    assert alert.detected_at == T0 + timedelta(days=2, hours=2, minutes=15)
+    assert alert.entity == {
+        "feed": RES,
+        "last_event_time": tuesday_17.isoformat(),
+        "active_hours": BUSINESS_HOURS,
+    }
+    assert alert.detail == (
+        "no event from feed reservations since 2026-03-03T16:00:00+00:00: silent for 4:15:00 "
+        f"of its active hours ({BUSINESS_HOURS}), 16:15:00 in all, threshold 4:00:00"
+    )
+
+
+def test_a_feed_silent_in_active_hours_is_stale_and_again_after_it_resumes() -> None:
+    settings = GateSettings(
+        stale_feed_after=timedelta(hours=4),
+        stale_feed_after_by_feed={},
+        stale_node_after=timedelta(hours=2),
+        active_hours_by_feed={"*": BUSINESS_HOURS},
+        active_hours_by_node={"DC-NJ": BUSINESS_HOURS},
+    )
+    wednesday_9 = T0 + timedelta(days=2, hours=2)
+    outage = (RES, wednesday_9, wednesday_9 + timedelta(hours=6))
+    first = (RES, wednesday_9 + timedelta(days=1), wednesday_9 + timedelta(days=1, hours=3))
+
+    alerts = stale_alerts(settings, business_stream(weeks=2, silent=outage))
+    twice = stale_alerts(settings, business_stream(weeks=2, silent=outage)[:-1])
+    with_second = [
+        (feed, event)
+        for feed, event in business_stream(weeks=2, silent=outage)
+        if not (feed == first[0] and first[1] <= event.event_time < first[2])
+    ]
+
+    assert [(a.entity.get("feed"), a.entity.get("node_id")) for a in alerts] == [
+        (None, "DC-NJ"),
+        (RES, None),
+    ]
+    assert [a.detected_at - wednesday_9 for a in alerts] == [
+        timedelta(hours=2),  # last heard 08:45, 2 h limit passed at 10:45, noticed at 11:00
+        timedelta(hours=4),
+    ]
+    assert len(twice) == 2
+    # a second outage, the next day, is reported again (node 2 h, feed within 3 h: node only)
+    assert len(stale_alerts(settings, with_second)) == 3
+
+
+def test_calendars_are_read_from_settings_and_named_when_wrong() -> None:
+    settings = GateSettings(
+        active_hours_by_feed={ORDERS: "mon-fri 07:00-19:00 Europe/Berlin"},
+        active_hours_by_node={"*": "daily 06:00-22:00", "DC-NJ": "always"},
+    )
+    assert str(settings.feed_calendar(ORDERS)) == BUSINESS_HOURS
+    assert settings.feed_calendar(SHIP).always
+    assert str(settings.node_calendar("DC-ATL")) == "daily 06:00-22:00 UTC"
+    assert settings.node_calendar("DC-NJ").always
+    with pytest.raises(ValidationError, match="'orders': unknown day 'Mox'") as error:
+        GateSettings(active_hours_by_feed={ORDERS: "Mox-Fri 07:00-19:00"})
+    assert "active_hours_by_feed" in str(error.value)
+    with pytest.raises(ValidationError, match="unknown feed 'order'"):
+        GateSettings(active_hours_by_feed={"order": "always"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DQ_ACTIVE_HOURS_BY_FEED", '{"orders": "Mon-Fri 07:00-19:00 Europe/Berlon"}',
+         "'orders': unknown time zone 'Europe/Berlon'"),
+        ("DQ_ACTIVE_HOURS_BY_FEED", '{"order": "always"}', "unknown feed 'order'"),
+        ("DQ_ACTIVE_HOURS_BY_NODE", '{"DC-NJ": "Mon-Fri 07:00-25:00"}',
+         "'DC-NJ': invalid time '25:00'"),
+        ("DQ_ACTIVE_HOURS_BY_NODE", '{"DC-NJ": "Mon-Fri 07:00-07:00"}',
+         "opens and closes at the same time"),
+    ],
+)  # fmt: skip
+def test_a_bad_calendar_setting_stops_the_start_with_exit_2_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv(f"ALLOCFLOW_{variable}", value)
+    assert main(["settings"]) == 2
+    error = capsys.readouterr().err
+    assert f"{variable.lower()} (ALLOCFLOW_{variable})" in error
+    assert message in error
+
+
+def test_the_pipeline_settings_give_the_gate_its_calendars() -> None:
+    settings = Settings(
+        dq_active_hours_by_feed={ORDERS: BUSINESS_HOURS},
+        dq_active_hours_by_node={"*": "Mon-Sat 06:00-22:00 America/Chicago"},
+    )
+    gate = settings.gate_settings()
+    assert str(gate.feed_calendar(ORDERS)) == BUSINESS_HOURS
+    assert str(gate.node_calendar("DC-DAL")) == "Mon-Sat 06:00-22:00 America/Chicago"
+    assert Settings().gate_settings().feed_calendar(ORDERS).always
+
+
+@pytest.mark.parametrize(
+    ("text", "normalised"),
+    [
+        ("always", "always"),
+        (" ALWAYS ", "always"),
+        ("mon-fri 7:00-19:00", "Mon-Fri 07:00-19:00 UTC"),
+        ("Sun-Thu 22:00-06:00 America/Chicago", "Sun-Thu 22:00-06:00 America/Chicago"),
+        ("Fri-Mon 08:00-24:00, sat 01:00-02:00 Asia/Tokyo",
+         "Fri-Mon 08:00-24:00, Sat 01:00-02:00 Asia/Tokyo"),
+        ("Daily 00:00-24:00 Europe/Berlin", "daily 00:00-24:00 Europe/Berlin"),
+    ],
+)  # fmt: skip
+def test_calendar_text_is_read_and_normalised(text: str, normalised: str) -> None:
+    calendar = ActivityCalendar.parse(text)
+    assert str(calendar) == normalised
+    assert ActivityCalendar.parse(str(calendar)) == calendar
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty calendar"),
+        ("Mon-Fri", "cannot read 'Mon-Fri'"),
+        ("Mon-Fry 07:00-19:00", "unknown day 'Fry'"),
+        ("Mon 07:00-24:01", "invalid time '24:01'"),
+        ("Mon 24:00-02:00", "invalid time '24:00'"),
+        ("Mon 07:60-08:00", "invalid time '07:60'"),
+        ("Mon 08:00-08:00", "opens and closes at the same time"),
+        ("Mon 08:00-09:00 Nowhere/City", "unknown time zone 'Nowhere/City'"),
+        ("Mon 08:00-09:00 UTC, Tue 08:00-09:00", "the time zone goes after the last window"),
+        ("Mon 08:00-09:00 " + "x" * 500, "at most 500 characters"),
+    ],
+)
+def test_unreadable_calendars_say_why(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ActivityCalendar.parse(text)
+
+
+def test_active_time_counts_real_time_across_daylight_saving_and_midnight() -> None:
+    whole_days = ActivityCalendar.parse("daily 00:00-24:00 Europe/Berlin")
+    # 2026-03-29: clocks go from 02:00 to 03:00 in Berlin; the local day lasts 23 h
+    day_start = datetime(2026, 3, 28, 23, 0, tzinfo=UTC)  # 00:00 in Berlin
+    assert whole_days.active_between(day_start, day_start + timedelta(days=1)) == timedelta(days=1)
+    office = ActivityCalendar.parse("Mon-Fri 07:00-19:00 Europe/Berlin")
+    friday = datetime(2026, 3, 27, 6, 0, tzinfo=UTC)  # 07:00 CET
+    monday = datetime(2026, 3, 30, 5, 0, tzinfo=UTC)  # 07:00 CEST
+    assert office.active_between(friday, monday) == timedelta(hours=12)
+    assert office.after_active(friday, timedelta(hours=13)) == monday + timedelta(hours=1)
+    nights = ActivityCalendar.parse("Sun-Thu 22:00-06:00 UTC")
+    sunday = datetime(2026, 3, 1, tzinfo=UTC)
+    assert nights.active_between(sunday, sunday + timedelta(days=7)) == timedelta(hours=40)
+    assert nights.active_at(sunday + timedelta(days=1, hours=5))  # Monday 05:00
+    assert not nights.active_at(sunday + timedelta(days=6, hours=5))  # Saturday 05:00
+
+
+def test_overlapping_windows_count_once_and_a_silence_past_the_horizon_never_ends() -> None:
+    calendar = ActivityCalendar.parse("Mon-Fri 07:00-19:00, Mon 06:00-10:00 UTC")
+    assert calendar.active_between(T0, T0 + timedelta(days=1)) == timedelta(hours=13)
+    assert str(calendar) == "Mon-Fri 07:00-19:00, Mon 06:00-10:00 UTC"
+    rare = ActivityCalendar.parse("Mon 00:00-00:01")
+    assert rare.after_active(T0, MAX_DURATION) is None
