@@ -7,12 +7,16 @@ restart. Quantities and their sums never overflow.
 """
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 import pytest
+from confluent_kafka import Producer
 
+from allocflow.connectors.broker import EmbeddedBroker
 from allocflow.connectors.landing.aggregates import AGGREGATES, recompute_sql
 from allocflow.connectors.landing.records import LandingRecord
 from allocflow.connectors.landing.writer import DuckDBWriter
@@ -322,3 +326,47 @@ def test_two_feeds_sharing_an_event_id_both_land_and_every_scan_counts(
     assert (scans, carrier_events, lines) == (3, 3, 1)
     assert created == T0.replace(tzinfo=None)
     assert first_scan == (T0 + timedelta(hours=8)).replace(tzinfo=None)
+
+
+def test_a_kafka_lander_lands_past_poison_records_and_keeps_landing(
+    kafka_broker: EmbeddedBroker,
+    pipeline_topics: dict[InputTopic | OutputTopic, str],
+    tmp_path: Path,
+) -> None:
+    """On a real broker the lander exits cleanly, then a restart lands only what is new."""
+    producer = Producer(kafka_broker.connection().producer_config())
+
+    def send(records: list[LandingRecord], **options: int) -> None:
+        for record in records:
+            topic = pipeline_topics[_TOPICS[record.topic]]
+            producer.produce(topic, record.value, key=b"k", partition=0, **options)
+        assert producer.flush(30) == 0
+
+    far_kafka_time = [_input(InputTopic.ORDERS, 0, _placed("SO-FAR", "evt-far", [1], "north"))]
+    send(_poison_batch())
+    send(far_kafka_time, timestamp=2**62)
+    db = tmp_path / "kafka.duckdb"
+    land = [sys.executable, "-m", "allocflow.flows.cli", "land", "--db", str(db),
+            "--bootstrap", kafka_broker.bootstrap_servers, "--until-idle", "3"]  # fmt: skip
+
+    first = subprocess.run(land, capture_output=True, text=True, timeout=180, check=False)
+    assert first.returncode == 0, first.stderr
+    assert f"Landed {len(_poison_batch()) + 1} messages" in first.stdout
+    send(_normal_batch(0))
+    second = subprocess.run(land, capture_output=True, text=True, timeout=180, check=False)
+    assert second.returncode == 0, second.stderr
+    assert "Landed 2 messages" in second.stdout
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert _one(con, "SELECT quarantined FROM landing_status") == 1
+        assert _one(con, "SELECT count(*) FROM dq_results WHERE origin = 'landing'") == 3
+        assert _one(con, "SELECT ingested_at FROM input_events WHERE event_id = 'evt-far'") is None
+        assert (
+            _one(con, "SELECT count(*) FROM allocation_decisions WHERE order_id = 'SO-NEXT'") == 1
+        )
+        assert (
+            _one(con, "SELECT short_units FROM shipments WHERE shipment_id = 'SH-1'") == 3 * 10**9
+        )
+
+
+_TOPICS: dict[str, InputTopic | OutputTopic] = {t.value: t for t in (*InputTopic, *OutputTopic)}
