@@ -34,6 +34,7 @@ from allocflow.connectors.landing.kpi_views import (
 )
 from allocflow.connectors.landing.snapshot import CLOSED_EXCEPTIONS_DAYS
 from allocflow.models.route_alerts import RouteAlertKind
+from allocflow.models.vocabulary import ReasonCode
 
 Grain = Literal["hour", "day"]
 """Time grain of a trend: one point per hour or per day."""
@@ -429,6 +430,13 @@ _EXCEPTION_FROM = """
     FROM exceptions AS e LEFT JOIN orders AS o USING (order_id),
          (SELECT max(watermark) AS watermark FROM landing_status) AS w"""
 
+_OPERATIONS_EXCEPTION = f"($data_quality OR e.reason_code <> '{ReasonCode.DATA_QUALITY.value}')"
+"""Operations counts leave out ``DATA_QUALITY`` exceptions (integration's) unless asked."""
+
+_OPERATIONS_ROUTE_ALERT = "($data_quality OR shipment_id IS NULL OR order_id IS NOT NULL)"
+"""Operations counts leave out route alerts of shipments whose order was never seen
+(``order_id`` NULL on a shipment's alert: a data fault, docs/route-delays.md) unless asked."""
+
 
 def _hours_between(start: str, end: str) -> str:
     """SQL of the exact hours from ``start`` to ``end`` (two TIMESTAMPTZ expressions).
@@ -451,32 +459,45 @@ def _age_case(value: str) -> str:
 
 
 def open_exceptions(
-    con: duckdb.DuckDBPyConnection, filters: Filters, as_of: datetime | None = None
+    con: duckdb.DuckDBPyConnection,
+    filters: Filters,
+    as_of: datetime | None = None,
+    *,
+    include_data_quality: bool = False,
 ) -> pl.DataFrame:
     """One row, ``open_exceptions``: exceptions open now, or at ``as_of``.
 
     Region, channel and tier apply (through each exception's order); the time window
     does not. A snapshot keeps exceptions closed in the last week, so an ``as_of``
-    within that week counts exactly.
+    within that week counts exactly. ``DATA_QUALITY`` exceptions (records about
+    entities the pipeline never saw) count only with ``include_data_quality``.
     """
     sql = f"""
         SELECT count(*) AS open_exceptions {_EXCEPTION_FROM}
-        WHERE {_ORDER_SLICE} AND CASE WHEN $as_of IS NULL THEN e.closed_at IS NULL
+        WHERE {_ORDER_SLICE} AND {_OPERATIONS_EXCEPTION}
+          AND CASE WHEN $as_of IS NULL THEN e.closed_at IS NULL
             ELSE e.opened_at <= $as_of AND coalesce(e.closed_at > $as_of, TRUE) END"""
-    return _frame(con, sql, {**filters.parameters(), "as_of": as_of})
+    parameters = {**filters.parameters(), "as_of": as_of, "data_quality": include_data_quality}
+    return _frame(con, sql, parameters)
 
 
-def exception_aging(con: duckdb.DuckDBPyConnection, filters: Filters) -> pl.DataFrame:
-    """Open exceptions per reason code and age bucket (age at the watermark)."""
+def exception_aging(
+    con: duckdb.DuckDBPyConnection, filters: Filters, *, include_data_quality: bool = False
+) -> pl.DataFrame:
+    """Open exceptions per reason code and age bucket (age at the watermark).
+
+    ``DATA_QUALITY`` exceptions are left out unless ``include_data_quality``.
+    """
     sql = f"""
         WITH open AS (
             SELECT e.reason_code,
                    greatest({_hours_between("e.opened_at", "w.watermark")}, 0) AS age
-            {_EXCEPTION_FROM} WHERE e.closed_at IS NULL AND {_ORDER_SLICE})
+            {_EXCEPTION_FROM}
+            WHERE e.closed_at IS NULL AND {_ORDER_SLICE} AND {_OPERATIONS_EXCEPTION})
         SELECT reason_code, {_age_case("age")}, count(*) AS open_exceptions,
                max(age) AS oldest_hours
         FROM open GROUP BY ALL ORDER BY age_bucket_order, reason_code"""
-    return _frame(con, sql, filters.parameters())
+    return _frame(con, sql, {**filters.parameters(), "data_quality": include_data_quality})
 
 
 def exceptions_queue(
@@ -621,34 +642,43 @@ def route_alerts_landed(con: duckdb.DuckDBPyConnection) -> int:
     return landed
 
 
-def open_route_alerts(con: duckdb.DuckDBPyConnection, filters: Filters) -> pl.DataFrame:
+def open_route_alerts(
+    con: duckdb.DuckDBPyConnection, filters: Filters, *, include_data_quality: bool = False
+) -> pl.DataFrame:
     """Route alerts still open, newest first.
 
     Open: an opening kind (``NOT_DISPATCHED``, ``AT_RISK``, ``STALLED``,
     ``LANE_DEGRADED``) that no ``RESOLVED`` alert references. The node filter applies
     to the lane's origin node; the time window does not (open means open now).
-    ``hours_late`` is the expected delivery minus the promise, in hours.
+    ``hours_late`` is the expected delivery minus the promise, in hours. Alerts of
+    shipments whose order was never seen are listed only with ``include_data_quality``.
     """
     sql = f"""
         SELECT {_ALERT_COLUMNS},
                round(date_diff('second', promised_delivery, expected_delivery) / 3600.0, 1)
                    AS hours_late,
                detail, alert_id
-        FROM open_route_alerts WHERE {_lane_node_slice("lane")}
+        FROM open_route_alerts WHERE {_lane_node_slice("lane")} AND {_OPERATIONS_ROUTE_ALERT}
         ORDER BY detected_at DESC, alert_id"""
-    return _frame(con, sql, filters.parameters())
+    return _frame(con, sql, {**filters.parameters(), "data_quality": include_data_quality})
 
 
-def open_route_alert_counts(con: duckdb.DuckDBPyConnection, filters: Filters) -> pl.DataFrame:
-    """Open route alerts per opening kind, zero when none: ``kind``, ``open_alerts``."""
+def open_route_alert_counts(
+    con: duckdb.DuckDBPyConnection, filters: Filters, *, include_data_quality: bool = False
+) -> pl.DataFrame:
+    """Open route alerts per opening kind, zero when none: ``kind``, ``open_alerts``.
+
+    Alerts of shipments whose order was never seen count only with ``include_data_quality``.
+    """
     kinds = ", ".join(f"('{kind.value}', {i})" for i, kind in enumerate(OPENING_ROUTE_ALERT_KINDS))
     sql = f"""
         SELECT k.kind, CAST(count(a.alert_id) AS BIGINT) AS open_alerts
         FROM (VALUES {kinds}) AS k(kind, position)
-        LEFT JOIN (SELECT * FROM open_route_alerts WHERE {_lane_node_slice("lane")}) AS a
+        LEFT JOIN (SELECT * FROM open_route_alerts
+                   WHERE {_lane_node_slice("lane")} AND {_OPERATIONS_ROUTE_ALERT}) AS a
             USING (kind)
         GROUP BY k.kind, k.position ORDER BY k.position"""
-    return _frame(con, sql, filters.parameters())
+    return _frame(con, sql, {**filters.parameters(), "data_quality": include_data_quality})
 
 
 def route_alert_outcomes(

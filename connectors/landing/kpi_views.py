@@ -11,6 +11,7 @@ import duckdb
 
 from allocflow.connectors.landing.aggregates import measure_type
 from allocflow.models.route_alerts import RouteAlertKind
+from allocflow.models.vocabulary import ReasonCode
 
 _ORDER_DIMS = ("region", "channel", "customer_tier")
 _SHIPMENT_DIMS = ("node_id", "carrier_id", "lane")
@@ -178,7 +179,7 @@ WITH open AS (
            greatest((epoch_us(w.watermark) - epoch_us(e.opened_at)) / 3600000000.0, 0)
                AS age_hours
     FROM exceptions AS e, (SELECT watermark FROM landing_status WHERE id = 1) AS w
-    WHERE e.closed_at IS NULL)
+    WHERE e.closed_at IS NULL AND e.reason_code <> '{ReasonCode.DATA_QUALITY.value}')
 SELECT as_of, reason_code, owner_role, severity,
        CASE {_AGE_CASE} ELSE '{AGE_BUCKETS[-1][0]}' END AS age_bucket,
        CASE {_AGE_ORDER} ELSE {len(AGE_BUCKETS) - 1} END AS age_bucket_order,
