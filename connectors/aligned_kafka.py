@@ -14,7 +14,15 @@ Merge order:
     partition up to and including the message (see
     :func:`~allocflow.connectors.stream_sources.event_time_of`). Late messages and
     lines without a readable ``event_time`` take that running maximum, so they stay
-    beside the neighbours they arrived with.
+    beside the neighbours they arrived with. Every partition is screened as a file is
+    (:class:`~allocflow.connectors.event_time_screen.EventTimeScreen`): a message whose
+    ``event_time`` is out of the accepted range, or jumps more than the skew ahead of
+    its partition alone, never moves the running maximum and comes out with
+    ``time_problem`` set. A jump waits for its partition's next readable message; at
+    the end of a ``tail=False`` input it is accepted (as at the end of a file); in a
+    tailing run, once its partition has been quiet at its end for ``idle_s``, it is
+    accepted if it is at most the skew ahead of the latest event time of the other
+    partitions, and quarantined otherwise.
 
 Release rule:
     Every unread message of a partition has a merge key above the partition's
@@ -79,6 +87,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,6 +104,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from allocflow.connectors.event_time_screen import EventTimeScreen, Screened
 from allocflow.connectors.input_stop import input_stop_requested
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.connectors.kafka_health import (
@@ -110,6 +120,7 @@ from allocflow.connectors.stream_sources import (
     RawMessage,
     event_time_of,
 )
+from allocflow.models.event_time import EventTimeRange
 
 _LOG = logging.getLogger(__name__)
 
@@ -162,6 +173,7 @@ class AlignedKafkaSource(FixedPartitionedSource[RawMessage, AlignedSnapshot]):
         max_hold_s: Seconds a message may wait for the watermark once the source is
             live (or the watermark is stuck) before it is released anyway.
         batch_size: Most messages consumed, and emitted, per batch.
+        event_times: The event times accepted into the merge.
 
     Raises:
         ValueError: No topics, two logical topics naming one actual topic, or a
@@ -177,6 +189,7 @@ class AlignedKafkaSource(FixedPartitionedSource[RawMessage, AlignedSnapshot]):
         idle_s: float = 2.0,
         max_hold_s: float = 30.0,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        event_times: EventTimeRange | None = None,
     ) -> None:
         _check_settings(topics, idle_s, max_hold_s, batch_size)
         self._connection = connection
@@ -185,6 +198,7 @@ class AlignedKafkaSource(FixedPartitionedSource[RawMessage, AlignedSnapshot]):
         self._idle_s = idle_s
         self._max_hold_s = max_hold_s
         self._batch_size = batch_size
+        self._event_times = event_times or EventTimeRange()
 
     def list_parts(self) -> list[str]:
         """Return the single partition; any worker can reach the cluster."""
@@ -207,7 +221,7 @@ class AlignedKafkaSource(FixedPartitionedSource[RawMessage, AlignedSnapshot]):
         watch = BrokerWatch(self._connection.bootstrap_servers, "consumer")
         consumer = Consumer(with_error_callback(self._consumer_config(step_id), watch))
         try:
-            lanes = _lanes(consumer, self._topics)
+            lanes = _lanes(consumer, self._topics, self._event_times)
             consumer.assign([lane.start(resume_state or {}) for lane in lanes])
             guard = self._guard(watch)
         except BaseException:
@@ -247,13 +261,14 @@ def _check_settings(
 
 
 class _Lane:
-    """One Kafka partition: its FIFO buffer, running maximum and read state.
+    """One Kafka partition: its FIFO buffer, event-time screen and read state.
 
     Args:
         index: Position in the merge order of lanes, i.e. in (topic rank, partition).
         topic: Logical topic.
         actual: Actual topic name.
         partition: Kafka partition.
+        event_times: The event times accepted into the merge.
     """
 
     __slots__ = (
@@ -267,17 +282,19 @@ class _Lane:
         "partition",
         "paused",
         "quiet_at_end",
-        "running_max",
+        "screen",
         "topic",
     )
 
-    def __init__(self, index: int, topic: str, actual: str, partition: int) -> None:
+    def __init__(
+        self, index: int, topic: str, actual: str, partition: int, event_times: EventTimeRange
+    ) -> None:
         self.index = index
         self.topic = topic
         self.actual = actual
         self.partition = partition
         self.buffer: deque[tuple[int, RawMessage, float]] = deque()
-        self.running_max = _BEGINNING_OF_TIME
+        self.screen = EventTimeScreen[tuple[RawMessage, float]](event_times)
         self.next_offset: int | None = None
         self.quiet_at_end = False
         self.ever_at_end = False
@@ -300,13 +317,14 @@ class _Lane:
         start = OFFSET_BEGINNING if self.next_offset is None else self.next_offset
         return TopicPartition(self.actual, self.partition, start)
 
+    @property
+    def running_max(self) -> int:
+        """The latest accepted event time of the lane, in epoch microseconds."""
+        return _micros(self.screen.running_max)
+
     def append(self, message: Any, now: float) -> bool:
-        """Buffer a consumed message; return whether the buffer was empty before."""
+        """Screen and buffer a consumed message; return whether it gave the buffer a head."""
         value: bytes = message.value() or b""
-        event_time = event_time_of(value)
-        if event_time is not None:
-            micros = (event_time - _EPOCH) // _MICROSECOND
-            self.running_max = max(self.running_max, micros)
         offset: int = message.offset()
         timestamp_type, timestamp = message.timestamp()
         raw = RawMessage(
@@ -318,12 +336,32 @@ class _Lane:
             timestamp_ms=None if timestamp_type == TIMESTAMP_NOT_AVAILABLE else timestamp,
             sequence=KAFKA_SEQUENCE,
         )
-        was_empty = not self.buffer
-        self.buffer.append((self.running_max, raw, now))
         self.next_offset = offset + 1
         self.quiet_at_end = False
         self.last_received = now
-        return was_empty
+        return self._buffer(self.screen.push(event_time_of(value), (raw, now)))
+
+    def finish_screen(self) -> bool:
+        """Accept a jump still held (the lane ended); return whether it gave the buffer a head."""
+        return self._buffer(self.screen.finish())
+
+    def settle_screen(self, reference: int | None) -> bool:
+        """Decide a held jump against the other lanes' latest event time (epoch µs).
+
+        Returns:
+            Whether it gave the buffer a head.
+        """
+        moment = None if reference is None else _EPOCH + reference * _MICROSECOND
+        return self._buffer(self.screen.settle(moment))
+
+    def _buffer(self, screened: list[Screened[tuple[RawMessage, float]]]) -> bool:
+        was_empty = not self.buffer
+        for verdict in screened:
+            raw, received = verdict.item
+            if verdict.problem is not None:
+                raw = replace(raw, time_problem=verdict.problem)
+            self.buffer.append((_micros(verdict.merge_time), raw, received))
+        return was_empty and bool(self.buffer)
 
     def head_key(self) -> _MergeKey:
         """Return the merge key of the oldest buffered message."""
@@ -341,18 +379,30 @@ class _Lane:
 
     def resume_offset(self) -> int | None:
         """Return the offset to re-read from on resume; None when nothing is known."""
+        held = self.screen.held
         if self.buffer:
             offset: int | None = self.buffer[0][1].offset
             return offset
+        if held:
+            return held[0][0].offset
         return self.next_offset
 
 
-def _lanes(consumer: Consumer, topics: tuple[tuple[str, str], ...]) -> list[_Lane]:
+def _micros(moment: datetime | None) -> int:
+    """Epoch microseconds of an event time; the beginning of time for None."""
+    if moment is None:
+        return _BEGINNING_OF_TIME
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _lanes(
+    consumer: Consumer, topics: tuple[tuple[str, str], ...], event_times: EventTimeRange
+) -> list[_Lane]:
     """Return one lane per Kafka partition, numbered in (topic rank, partition) order."""
     lanes: list[_Lane] = []
     for topic, actual in topics:
         for partition in _partitions(consumer, actual):
-            lanes.append(_Lane(len(lanes), topic, actual, partition))
+            lanes.append(_Lane(len(lanes), topic, actual, partition, event_times))
     return lanes
 
 
@@ -504,8 +554,8 @@ class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]
 
     @property
     def buffered(self) -> int:
-        """Messages read from Kafka and not emitted yet."""
-        return sum(len(lane.buffer) for lane in self._lanes)
+        """Messages read from Kafka and not emitted yet (those the screens hold included)."""
+        return sum(len(lane.buffer) + len(lane.screen.held) for lane in self._lanes)
 
     def next_batch(self) -> list[RawMessage]:
         """Consume what is available and return the messages the watermark releases.
@@ -524,6 +574,7 @@ class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]
         self._restart_recreated(self._guard.take_recreated())
         self._ingest(self._consume())
         now = time.monotonic()
+        self._settle_quiet_jumps(now)
         batch = self._release(self._limit(now))
         self._more_ready = len(batch) == self._batch_size
         self._throttle()
@@ -623,6 +674,35 @@ class AlignedKafkaPartition(StatefulSourcePartition[RawMessage, AlignedSnapshot]
         if not self._tail and not lane.finished:
             lane.finished = True
             self._consumer.pause([lane.topic_partition()])
+            if lane.finish_screen():
+                heapq.heappush(self._heads, lane.head_key())
+
+    def _settle_quiet_jumps(self, now: float) -> None:
+        """Decide the jumps of lanes quiet at their end, against the other lanes' times.
+
+        Lanes with a reference go first, since each settled lane may give the others
+        one; a jump with no other lane to compare with is accepted last.
+        """
+        waiting = [
+            lane
+            for lane in self._lanes
+            if lane.screen.jump_time is not None and not lane.active(now, self._idle_s)
+        ]
+        while waiting:
+            settled = [lane for lane in waiting if self._reference(lane) is not None]
+            for lane in settled or waiting:
+                if lane.settle_screen(self._reference(lane)):
+                    heapq.heappush(self._heads, lane.head_key())
+            waiting = [lane for lane in waiting if lane.screen.jump_time is not None]
+
+    def _reference(self, lane: _Lane) -> int | None:
+        """The latest accepted event time of the other lanes (epoch µs), if any."""
+        times = [
+            other.running_max
+            for other in self._lanes
+            if other is not lane and other.running_max != _BEGINNING_OF_TIME
+        ]
+        return max(times, default=None)
 
     def _limit(self, now: float) -> _MergeKey:
         """Return the largest merge key that may be released now."""
@@ -696,6 +776,7 @@ def aligned_kafka_source(
     topics: Mapping[str, str],
     *,
     tail: bool = True,
+    event_times: EventTimeRange | None = None,
 ) -> Stream[RawMessage]:
     """Read Kafka topics into a dataflow in event-time order; see :class:`AlignedKafkaSource`.
 
@@ -705,8 +786,10 @@ def aligned_kafka_source(
         connection: The cluster.
         topics: Logical topic → actual topic name; the order sets the topic rank.
         tail: Keep following the topics; False ends the input at their end.
+        event_times: The event times accepted into the merge (default: the defaults).
 
     Returns:
-        The messages, in merge order.
+        The messages, in merge order; those screened out carry ``time_problem``.
     """
-    return op.input(step_id, flow, AlignedKafkaSource(connection, topics, tail=tail))
+    source = AlignedKafkaSource(connection, topics, tail=tail, event_times=event_times)
+    return op.input(step_id, flow, source)

@@ -33,8 +33,11 @@ from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
+from allocflow.connectors.event_time_screen import EventTimeScreen, Screened
 from allocflow.connectors.input_stop import input_stop_requested
 from allocflow.connectors.kafka_config import KafkaConnection
+from allocflow.models.codec import UTF8_BOM
+from allocflow.models.event_time import EventTimeRange
 
 _LOG = logging.getLogger(__name__)
 
@@ -65,6 +68,9 @@ class RawMessage:
             when the broker has none.
         sequence: Position in the deterministic merge of :class:`MergedFileSource`
             (0, 1, 2, …); ``KAFKA_SEQUENCE`` (-1) for Kafka.
+        time_problem: Why the input's event-time screen quarantined the message
+            (:mod:`allocflow.connectors.event_time_screen`): the dataflow dead-letters
+            it as ``EVENT_TIME_OUT_OF_RANGE``. None when its time was accepted.
     """
 
     topic: str
@@ -74,6 +80,7 @@ class RawMessage:
     value: bytes
     timestamp_ms: int | None
     sequence: int
+    time_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,8 +119,9 @@ class KafkaStreams:
 
 # --- deterministic file replay ---------------------------------------------------------
 
-_MergeItem = tuple[datetime, int, int, bytes]
-"""(merge time, file rank, line index, line bytes); tuples order by the first three."""
+_MergeItem = tuple[datetime, int, int, bytes, str | None]
+"""(merge time, file rank, line index, line bytes, time problem); tuples order by the
+first three, which are unique."""
 
 
 class MergedFileSource(FixedPartitionedSource[RawMessage, int]):
@@ -135,6 +143,11 @@ class MergedFileSource(FixedPartitionedSource[RawMessage, int]):
     unparseable timestamp) takes the same running maximum (the beginning of time
     before any readable line), so it also stays next to its neighbours.
 
+    Every file is screened (:class:`~allocflow.connectors.event_time_screen.EventTimeScreen`
+    with ``event_times``): a line whose ``event_time`` is out of the accepted range, or
+    jumps more than the skew ahead of its file alone, never moves the running maximum;
+    it comes out beside its neighbours with ``time_problem`` set, to be dead-lettered.
+
     The source has one partition. Its snapshot is the next sequence number; a
     resumed run re-reads the files and skips that many merged lines, so the files
     must not change between runs.
@@ -142,13 +155,20 @@ class MergedFileSource(FixedPartitionedSource[RawMessage, int]):
     Args:
         files: Logical topic → JSON Lines path; the order sets the file rank.
         batch_size: Most messages emitted per batch.
+        event_times: The event times accepted into the merge.
     """
 
-    def __init__(self, files: Mapping[str, Path], batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        files: Mapping[str, Path],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        event_times: EventTimeRange | None = None,
+    ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive (got {batch_size})")
         self._files = tuple((topic, Path(path)) for topic, path in files.items())
         self._batch_size = batch_size
+        self._event_times = event_times or EventTimeRange()
 
     def list_parts(self) -> list[str]:
         """Return the single partition; every worker can read the files."""
@@ -163,7 +183,9 @@ class MergedFileSource(FixedPartitionedSource[RawMessage, int]):
         """Open the files and skip the ``resume_state`` lines already emitted."""
         if for_part != _MERGED_PARTITION:
             raise ValueError(f"unknown partition {for_part!r} of a merged file source")
-        return MergedFilePartition(self._files, self._batch_size, resume_state or 0)
+        return MergedFilePartition(
+            self._files, self._batch_size, resume_state or 0, self._event_times
+        )
 
 
 class MergedFilePartition(StatefulSourcePartition[RawMessage, int]):
@@ -173,11 +195,19 @@ class MergedFilePartition(StatefulSourcePartition[RawMessage, int]):
         files: (logical topic, path) pairs in rank order.
         batch_size: Most messages per batch.
         start: Sequence number of the first message to emit.
+        event_times: The event times accepted into the merge.
     """
 
-    def __init__(self, files: tuple[tuple[str, Path], ...], batch_size: int, start: int) -> None:
+    def __init__(
+        self,
+        files: tuple[tuple[str, Path], ...],
+        batch_size: int,
+        start: int,
+        event_times: EventTimeRange | None = None,
+    ) -> None:
+        limits = event_times or EventTimeRange()
         self._topics = tuple(topic for topic, _ in files)
-        self._readers = [_file_lines(path, rank) for rank, (_, path) in enumerate(files)]
+        self._readers = [_file_lines(path, rank, limits) for rank, (_, path) in enumerate(files)]
         self._merged: Iterator[_MergeItem] = heapq.merge(*self._readers)
         self._batch_size = batch_size
         self._next_sequence = start
@@ -209,22 +239,28 @@ class MergedFilePartition(StatefulSourcePartition[RawMessage, int]):
             reader.close()
 
     def _message(self, item: _MergeItem) -> RawMessage:
-        _, rank, index, line = item
+        _, rank, index, line, problem = item
         sequence = self._next_sequence
         self._next_sequence += 1
-        return RawMessage(self._topics[rank], None, index, None, line, None, sequence)
+        return RawMessage(self._topics[rank], None, index, None, line, None, sequence, problem)
 
 
-def _file_lines(path: Path, rank: int) -> Generator[_MergeItem, None, None]:
+def _file_lines(path: Path, rank: int, limits: EventTimeRange) -> Generator[_MergeItem, None, None]:
     """Yield the lines of one file with their merge keys (see :class:`MergedFileSource`)."""
-    merge_time = _BEGINNING_OF_TIME
+    screen = EventTimeScreen[tuple[int, bytes]](limits)
     with path.open("rb") as handle:
         for index, raw_line in enumerate(handle):
             line = raw_line.removesuffix(b"\n")
-            event_time = event_time_of(line)
-            if event_time is not None and event_time > merge_time:
-                merge_time = event_time
-            yield merge_time, rank, index, line
+            for screened in screen.push(event_time_of(line), (index, line)):
+                yield _merge_item(screened, rank)
+    for screened in screen.finish():
+        yield _merge_item(screened, rank)
+
+
+def _merge_item(screened: Screened[tuple[int, bytes]], rank: int) -> _MergeItem:
+    index, line = screened.item
+    merge_time = screened.merge_time or _BEGINNING_OF_TIME
+    return merge_time, rank, index, line, screened.problem
 
 
 def event_time_of(line: bytes) -> datetime | None:
@@ -235,10 +271,11 @@ def event_time_of(line: bytes) -> datetime | None:
 
     Returns:
         The time, or None when the message is not a JSON object, or its
-        ``event_time`` is missing, not ISO 8601 text, or has no UTC offset.
+        ``event_time`` is missing, not ISO 8601 text, or has no UTC offset. A UTF-8
+        byte order mark before the JSON is ignored, as the codec ignores it.
     """
     try:
-        document = orjson.loads(line)
+        document = orjson.loads(line.removeprefix(UTF8_BOM))
     except orjson.JSONDecodeError:
         return None
     text = document.get("event_time") if isinstance(document, dict) else None

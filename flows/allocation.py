@@ -63,11 +63,17 @@ from allocflow.flows.snapshots import stateful_flat_map
 from allocflow.flows.tracking.settings import TrackingSettings
 from allocflow.flows.tracking.shipment import RouteOutput
 from allocflow.models.allocation_exceptions import AllocationException
-from allocflow.models.codec import ContractError, dead_letter_record, decode_event
+from allocflow.models.codec import (
+    ContractError,
+    dead_letter_record,
+    decode_event,
+    event_time_rejection,
+)
 from allocflow.models.dead_letter import DeadLetterRecord
 from allocflow.models.decisions import AllocationDecision
 from allocflow.models.dq_alerts import DqAlert
 from allocflow.models.envelope import EventEnvelope
+from allocflow.models.event_time import EventTimeRange
 from allocflow.models.order_status import OrderStatus
 from allocflow.models.policy import Policy
 from allocflow.models.route_alerts import RouteAlert
@@ -144,6 +150,8 @@ class AllocationFlowConfig:
         tracking: Parameters of route-delay detection.
         order_retention: How long the roll-up remembers an order after its last
             decision (event time).
+        event_times: The event times the inputs accept into their merge; the others
+            are dead-lettered as ``EVENT_TIME_OUT_OF_RANGE``.
     """
 
     policy: Policy
@@ -152,12 +160,13 @@ class AllocationFlowConfig:
     gate: GateSettings = field(default_factory=GateSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     order_retention: timedelta = DEFAULT_ORDER_RETENTION
+    event_times: EventTimeRange = field(default_factory=EventTimeRange)
 
 
 def build_allocation_flow(config: AllocationFlowConfig) -> Dataflow:
     """Return the allocation dataflow for ``config``."""
     flow = Dataflow("allocflow-allocation")
-    raw = _input(flow, config.endpoints)
+    raw = _input(flow, config.endpoints, config.event_times)
     decoded = op.flat_map_batch("decode", raw, _decode_batch)
     split = op.branch("dead_or_alive", decoded, _is_dead_letter)
     alerts, events = _gate(cast(Stream[Admission], split.falses), config.gate)
@@ -230,17 +239,25 @@ def get_kafka_flow(policy_path: str | None = None, tail: bool = True) -> Dataflo
             gate=settings.gate_settings(),
             tracking=settings.tracking_settings(),
             order_retention=settings.order_retention(),
+            event_times=settings.event_time_range(),
         )
     )
 
 
-def _input(flow: Dataflow, endpoints: FileEndpoints | KafkaEndpoints) -> Stream[RawMessage]:
+def _input(
+    flow: Dataflow, endpoints: FileEndpoints | KafkaEndpoints, event_times: EventTimeRange
+) -> Stream[RawMessage]:
     if isinstance(endpoints, FileEndpoints):
         files = {t.value: endpoints.input_dir / f"{t.value}.jsonl" for t in ALLOCATION_INPUTS}
-        return op.input("read_files", flow, MergedFileSource(files))
+        return op.input("read_files", flow, MergedFileSource(files, event_times=event_times))
     topics = {t.value: endpoints.topics[t.value] for t in ALLOCATION_INPUTS}
     return aligned_kafka_source(
-        flow, "read_kafka", endpoints.connection, topics, tail=endpoints.tail
+        flow,
+        "read_kafka",
+        endpoints.connection,
+        topics,
+        tail=endpoints.tail,
+        event_times=event_times,
     )
 
 
@@ -322,8 +339,11 @@ def _decode_batch(batch: list[RawMessage]) -> list[_Decoded]:
 
 
 def _decode(message: RawMessage) -> _Decoded:
+    """Decode a message; dead-letter it if it breaks the contract or its time was screened out."""
     try:
         event = decode_event(InputTopic(message.topic), message.value)
+        if message.time_problem is not None:
+            raise event_time_rejection(event, message.time_problem)
     except ContractError as error:
         return dead_letter_record(
             error,

@@ -14,11 +14,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.flows.tracking.settings import TrackingSettings
+from allocflow.models.event_time import (
+    CONTRACT_EARLIEST,
+    CONTRACT_LATEST,
+    DEFAULT_EARLIEST,
+    DEFAULT_MAX_SKEW,
+    EventTimeRange,
+)
 from allocflow.models.limits import PositiveSeconds, Seconds
 from allocflow.models.topics import InputTopic, OutputTopic
 from allocflow.quality.settings import GateSettings, check_feed_silences
@@ -243,9 +250,43 @@ class Settings(BaseSettings):
         "last decision; bounds the roll-up's memory (default 30 days).",
     )
 
+    event_time_earliest: AwareDatetime = Field(
+        default=DEFAULT_EARLIEST,
+        ge=CONTRACT_EARLIEST,
+        le=CONTRACT_LATEST,
+        description="Inputs: earliest event_time accepted (RFC 3339 with offset); an earlier "
+        "event is dead-lettered as EVENT_TIME_OUT_OF_RANGE (docs/contract.md).",
+    )
+    event_time_latest: AwareDatetime = Field(
+        default=CONTRACT_LATEST,
+        ge=CONTRACT_EARLIEST,
+        le=CONTRACT_LATEST,
+        description="Inputs: every accepted event_time is before this (RFC 3339 with offset); "
+        "a later event is dead-lettered as EVENT_TIME_OUT_OF_RANGE.",
+    )
+    event_time_max_skew_s: PositiveSeconds = Field(
+        default=DEFAULT_MAX_SKEW.total_seconds(),
+        description="Inputs: seconds an event_time may jump ahead of the latest of its "
+        "partition (file or Kafka partition) unless the next events follow it; a lone jump is "
+        "dead-lettered as EVENT_TIME_OUT_OF_RANGE, so it cannot reorder the merge (7 days).",
+    )
+
     def order_retention(self) -> timedelta:
         """Return how long the roll-up remembers an order after its last decision."""
         return timedelta(seconds=self.order_retention_s)
+
+    def event_time_range(self) -> EventTimeRange:
+        """Return the event times the inputs accept into their merge."""
+        return EventTimeRange(
+            earliest=self.event_time_earliest,
+            latest=self.event_time_latest,
+            max_skew=timedelta(seconds=self.event_time_max_skew_s),
+        )
+
+    @model_validator(mode="after")
+    def _event_times_are_a_range(self) -> "Settings":
+        self.event_time_range()
+        return self
 
     @field_validator("dq_stale_feed_after_by_feed_s")
     @classmethod

@@ -4,7 +4,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from allocflow.models._internal.types import Identifier, Text, Timestamp
+from allocflow.models._internal.types import EventTimestamp, Identifier, Text
 from allocflow.models.envelope import EventEnvelope
 
 
@@ -16,7 +16,7 @@ class CarrierEvent(EventEnvelope):
     carrier_id: Identifier = Field(description="Carrier reporting.")
     tracking_no: Identifier = Field(description="Carrier tracking number.")
     location: Identifier | None = Field(default=None, description="Scan location code.")
-    eta: Timestamp | None = Field(
+    eta: EventTimestamp | None = Field(
         default=None, description="Carrier's current estimated delivery time."
     )
 
@@ -37,7 +37,7 @@ class CarrierEtaUpdated(CarrierEvent):
     """The carrier revised its delivery estimate."""
 
     event_type: Literal["carrier.eta_updated"] = "carrier.eta_updated"
-    eta: Timestamp = Field(description="The revised estimated delivery time.")
+    eta: EventTimestamp = Field(description="The revised estimated delivery time.")
     reason: Text = Field(default="", description="Carrier's reason for the change.")
 
 

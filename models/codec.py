@@ -22,6 +22,9 @@ from allocflow.models.envelope import EventEnvelope
 from allocflow.models.ids import stable_id
 from allocflow.models.topics import INPUT_TOPICS, InputEvent, InputTopic
 
+UTF8_BOM = b"\xef\xbb\xbf"
+"""A UTF-8 byte order mark; ignored at the start of a message."""
+
 _VALUE_PREVIEW = 120
 _TEXT_LIMIT = 2000
 _MAX_ERRORS = 100
@@ -60,14 +63,35 @@ def decode_event(topic: InputTopic, raw: bytes) -> InputEvent:
     Returns:
         The event, as the model its ``event_type`` names.
 
+    A UTF-8 byte order mark before the JSON (Windows tools write one at the start of
+    a file) is ignored; JSON itself forbids it.
+
     Raises:
         ContractError: The bytes are not JSON, or the JSON breaks the contract.
     """
     try:
-        event: InputEvent = INPUT_TOPICS[topic].adapter.validate_json(raw)
+        event: InputEvent = INPUT_TOPICS[topic].adapter.validate_json(raw.removeprefix(UTF8_BOM))
     except ValidationError as error:
         raise _violation(error, raw) from None
     return event
+
+
+def event_time_rejection(event: EventEnvelope, problem: str) -> ContractError:
+    """The error of a valid event whose ``event_time`` the run does not accept.
+
+    Args:
+        event: The event.
+        problem: Why its time is out of range (from the input's event-time screen).
+
+    Returns:
+        An ``EVENT_TIME_OUT_OF_RANGE`` error naming ``event_time`` and its value.
+    """
+    value = _preview(event.event_time.isoformat())
+    return ContractError(
+        DeadLetterReason.EVENT_TIME_OUT_OF_RANGE,
+        [FieldError(field="event_time", message=problem, value=value)],
+        event.event_id,
+    )
 
 
 def encode_event(event: EventEnvelope) -> bytes:
@@ -132,7 +156,7 @@ def _describe(error: FieldError) -> str:
 
 def _event_id_of(raw: bytes) -> str | None:
     try:
-        document = orjson.loads(raw)
+        document = orjson.loads(raw.removeprefix(UTF8_BOM))
     except orjson.JSONDecodeError:
         return None
     event_id = document.get("event_id") if isinstance(document, dict) else None

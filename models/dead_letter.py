@@ -16,6 +16,9 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_EVENT_TYPE = "UNKNOWN_EVENT_TYPE"
     UNSUPPORTED_SCHEMA_VERSION = "UNSUPPORTED_SCHEMA_VERSION"
     SCHEMA_VIOLATION = "SCHEMA_VIOLATION"
+    EVENT_TIME_OUT_OF_RANGE = "EVENT_TIME_OUT_OF_RANGE"
+    """A valid event whose ``event_time`` is outside the run's accepted range, or jumps
+    ahead of its partition alone (see :mod:`allocflow.models.event_time`)."""
 
 
 class FieldError(ContractModel):

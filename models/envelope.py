@@ -1,14 +1,21 @@
 """The envelope every input event carries."""
 
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
-from allocflow.models._internal.types import ContractModel, Identifier, Timestamp
+from allocflow.models._internal.types import ContractModel, EventTimestamp, Identifier
 
 SCHEMA_VERSION: Literal[1] = 1
 """Major version of the event contract. A breaking change increments it."""
+
+
+def _integer_only(value: Any) -> Any:
+    """Reject ``true`` and ``1.0``: they equal 1 in Python, but the contract's types are strict."""
+    if isinstance(value, bool | float):
+        raise ValueError("Input should be 1, a JSON integer")
+    return value
 
 
 class Source(StrEnum):
@@ -34,12 +41,14 @@ class EventEnvelope(ContractModel):
     event_id: Identifier = Field(
         description="Globally unique id of this event; the de-duplication key."
     )
-    event_time: Timestamp = Field(
+    event_time: EventTimestamp = Field(
         description="Business time at which the fact happened (timezone-aware, ISO 8601)."
     )
     source: Source = Field(description="System that emitted the event.")
-    schema_version: Literal[1] = Field(
-        default=SCHEMA_VERSION, description="Major version of the event contract."
+    schema_version: Annotated[Literal[1], BeforeValidator(_integer_only)] = Field(
+        default=SCHEMA_VERSION,
+        description="Major version of the event contract: the JSON integer 1 (not true, "
+        '1.0 or "1").',
     )
     event_type: str = Field(description="Type of the event; selects its schema.")
 

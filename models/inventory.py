@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from allocflow.models._internal.types import Identifier, Quantity, StockLevel, Timestamp
+from allocflow.models._internal.types import EventTimestamp, Identifier, Quantity, StockLevel
 from allocflow.models.envelope import EventEnvelope
 
 
@@ -66,7 +66,7 @@ class InboundExpected(EventEnvelope):
     node_id: Identifier = Field(description="Receiving warehouse.")
     sku: Identifier = Field(description="SKU.")
     qty: Quantity = Field(description="Units expected.")
-    eta: Timestamp = Field(description="Expected arrival at the node.")
+    eta: EventTimestamp = Field(description="Expected arrival at the node.")
 
 
 class ReservationCreated(EventEnvelope):

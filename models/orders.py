@@ -7,11 +7,12 @@ from pydantic import Field, model_validator
 
 from allocflow.models._internal.types import (
     ContractModel,
+    EventTimestamp,
     Identifier,
     Money,
     Quantity,
     Text,
-    Timestamp,
+    check_total_units,
 )
 from allocflow.models.envelope import EventEnvelope
 
@@ -60,12 +61,13 @@ class OrderPlaced(EventEnvelope):
     customer_tier: Identifier = Field(description="Customer tier named in the policy.")
     channel: Channel = Field(description="Sales channel.")
     region: Identifier = Field(description="Delivery region; selects the home node.")
-    promised_date: Timestamp = Field(description="Delivery promised to the customer.")
+    promised_date: EventTimestamp = Field(description="Delivery promised to the customer.")
     lines: list[OrderLine] = Field(min_length=1, max_length=500, description="Order lines.")
 
     @model_validator(mode="after")
     def _lines_unique(self) -> "OrderPlaced":
         _require_unique([line.line_id for line in self.lines], "line_id")
+        check_total_units([line.qty for line in self.lines])
         return self
 
 
@@ -78,7 +80,7 @@ class OrderChanged(EventEnvelope):
     changes: list[LineChange] = Field(
         default_factory=list, max_length=500, description="New quantities of changed lines."
     )
-    promised_date: Timestamp | None = Field(
+    promised_date: EventTimestamp | None = Field(
         default=None, description="New promised delivery, when it changed."
     )
 
@@ -87,6 +89,7 @@ class OrderChanged(EventEnvelope):
         if not self.changes and self.promised_date is None:
             raise ValueError("an order change needs at least one line change or a promised_date")
         _require_unique([change.line_id for change in self.changes], "line_id")
+        check_total_units([change.qty for change in self.changes])
         return self
 
 

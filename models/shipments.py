@@ -4,7 +4,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from allocflow.models._internal.types import ContractModel, Identifier, Quantity, Timestamp
+from allocflow.models._internal.types import (
+    ContractModel,
+    EventTimestamp,
+    Identifier,
+    Quantity,
+    check_total_units,
+)
 from allocflow.models.envelope import EventEnvelope
 
 
@@ -26,14 +32,15 @@ class ShipmentCreated(EventEnvelope):
     node_id: Identifier = Field(description="Shipping warehouse.")
     carrier_id: Identifier = Field(description="Carrier booked.")
     lane: Identifier = Field(description="Lane: shipping node and destination region.")
-    dispatch_cutoff: Timestamp = Field(description="Latest dispatch time for the promise.")
-    promised_delivery: Timestamp = Field(description="Delivery promised to the customer.")
+    dispatch_cutoff: EventTimestamp = Field(description="Latest dispatch time for the promise.")
+    promised_delivery: EventTimestamp = Field(description="Delivery promised to the customer.")
     lines: list[ShipmentLine] = Field(min_length=1, max_length=500, description="Lines shipped.")
 
     @model_validator(mode="after")
     def _cutoff_before_promise(self) -> "ShipmentCreated":
         if self.dispatch_cutoff > self.promised_delivery:
             raise ValueError("dispatch_cutoff must not be after promised_delivery")
+        check_total_units([line.qty for line in self.lines])
         return self
 
 
@@ -82,3 +89,8 @@ class ShipmentShortShipped(EventEnvelope):
     shipment_id: Identifier = Field(description="Shipment id.")
     order_id: Identifier = Field(description="Order affected.")
     lines: list[ShortLine] = Field(min_length=1, max_length=500, description="Lines short.")
+
+    @model_validator(mode="after")
+    def _total_units(self) -> "ShipmentShortShipped":
+        check_total_units([line.qty_short for line in self.lines])
+        return self

@@ -98,6 +98,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             settings.gate_settings(),
             settings.tracking_settings(),
             settings.order_retention(),
+            settings.event_time_range(),
         )
         recovery = recovery_for(args.recovery_dir, settings)
         _check_writable(args.db, recovery)

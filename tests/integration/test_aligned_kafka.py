@@ -594,3 +594,67 @@ def test_the_source_pickles() -> None:
     )
     copy = pickle.loads(pickle.dumps(source))  # noqa: S301
     assert copy.__dict__ == source.__dict__
+
+
+FUTURE = _document("from-2099", datetime(2099, 1, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("at", [10, 0], ids=["middle", "head"])
+def test_one_far_future_message_reorders_nothing_and_is_flagged(
+    kafka_broker: EmbeddedBroker, at: int, tmp_path: Path
+) -> None:
+    connection = kafka_broker.connection()
+    clean_lanes = _skewed_lanes(random.Random(42))
+    poisoned_lanes = _skewed_lanes(random.Random(42))
+    poisoned_lanes["early"][1].insert(at, FUTURE)
+    clean = _new_topics(kafka_broker, "early", "later", "mixed")
+    poisoned = _new_topics(kafka_broker, "early", "later", "mixed")
+    _produce(connection, clean, clean_lanes)
+    produced = _produce(connection, poisoned, poisoned_lanes)
+
+    expected = _run_flow(AlignedKafkaSource(connection, clean, tail=False))
+    got = _run_flow(AlignedKafkaSource(connection, poisoned, tail=False, batch_size=7))
+
+    flagged = [m for m in got if m.time_problem is not None]
+    assert [(m.value, m.partition, m.offset) for m in flagged] == [(FUTURE, 1, at)]
+    assert "2099-01-01T00:00:00+00:00" in (flagged[0].time_problem or "")
+    assert [m.value for m in got if m.value != FUTURE] == [m.value for m in expected]
+    assert all(m.time_problem is None for m in expected)
+    files = {}
+    for (topic, partition), offsets in _lanes_of(produced.values).items():
+        path = tmp_path / f"{topic}-{partition}.jsonl"
+        path.write_bytes(b"".join(produced.values[(topic, partition, o)] + b"\n" for o in offsets))
+        files[f"{topic}-{partition}"] = path
+    replayed: list[RawMessage] = []
+    flow = Dataflow("files")
+    op.output("out", op.input("files", flow, MergedFileSource(files)), TestingSink(replayed))
+    run_main(flow)
+    assert [(m.topic, m.offset, m.time_problem) for m in replayed] == [
+        (f"{m.topic}-{m.partition}", m.offset, m.time_problem) for m in got
+    ]
+
+
+def test_a_live_partition_settles_a_lone_jump_once_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    near = _document("near", T0 + timedelta(days=1))
+    batches = [
+        [
+            _FakeMessage("orders-prod", 0, 0, _document("o0", T0)),
+            _FakeMessage("orders-prod", 0, 1, _document("o1", T0 + timedelta(minutes=1))),
+            _FakeMessage("orders-prod", 0, 2, FUTURE),
+            _eof("orders-prod", 0),
+            _FakeMessage("orders-prod", 1, 0, near),
+            _eof("orders-prod", 1),
+        ],
+    ]
+    consumer = _ScriptedConsumer({"orders-prod": 2}, batches)
+    part = _scripted_part(monkeypatch, consumer, {"orders": "orders-prod"}, idle_s=0.0)
+
+    emitted = part.next_batch()
+    part.close()
+
+    assert [(m.partition, m.offset, m.time_problem is None) for m in emitted] == [
+        (0, 0, True),
+        (0, 1, True),
+        (0, 2, False),
+        (1, 0, True),
+    ]

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from allocflow.models._internal.types import IDENTIFIER_PATTERN, INVISIBLE_IN_IDS
 from allocflow.models.allocation_exceptions import AllocationException, ExceptionState
 from allocflow.models.carrier import (
     CarrierDelivered,
@@ -77,12 +78,12 @@ offsets = st.integers(min_value=-12 * 60, max_value=14 * 60).map(
     lambda minutes: timezone(timedelta(minutes=minutes))
 )
 aware_datetimes = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=offsets
+    min_value=datetime(2000, 1, 2), max_value=datetime(2100, 1, 1), timezones=offsets
 )
 realistic_ids = st.from_regex(r"[A-Z]{2,4}-[0-9]{1,7}", fullmatch=True)
 unusual_ids = st.text(
     alphabet=st.characters(exclude_categories=("Z", "C")), min_size=1, max_size=40
-)
+).filter(lambda text: INVISIBLE_IN_IDS.search(text) is None)
 identifiers = st.one_of(realistic_ids, unusual_ids)
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=60)
 quantities = st.integers(min_value=1, max_value=10_000_000)
@@ -393,10 +394,17 @@ OUTPUT_TOPIC_OF: dict[type[BaseModel], OutputTopic] = {
 # JSON numbers may exceed the 64-bit integers that many parsers and encoders stop at.
 huge_integers = st.integers(min_value=2**64)
 huge_negatives = huge_integers.map(lambda value: -value)
-whitespace = st.sampled_from([" ", "\t", "\n", "\u00a0", "\u3000"])
+whitespace = st.sampled_from(
+    [" ", "\t", "\n", "\u00a0", "\u3000", "\x00", "\x1b", "\u200b", "\ufeff", "\u202e", "\u3164"]
+)
+# Timestamps of an input event lie in [2000-01-01, 2200-01-01) UTC.
+out_of_range_datetimes = st.one_of(
+    st.datetimes(max_value=datetime(1999, 12, 30), timezones=offsets),
+    st.datetimes(min_value=datetime(2200, 1, 2), timezones=offsets),
+).map(datetime.isoformat)
 BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "quantity": st.one_of(st.integers(min_value=-10_000_000, max_value=0), huge_negatives),
-    "naive_datetime": st.datetimes().map(datetime.isoformat),
+    "naive_datetime": st.one_of(st.datetimes().map(datetime.isoformat), out_of_range_datetimes),
     "identifier": st.one_of(
         st.just(""),
         st.builds(lambda a, gap, b: a + gap + b, realistic_ids, whitespace, st.text(max_size=5)),
@@ -438,7 +446,7 @@ def mutation_sites(
                 sites.extend(mutation_sites(item_schema, defs, item, (*here, index)))
         elif field.get("format") == "date-time":
             sites.append((here, "naive_datetime"))
-        elif field.get("pattern") == r"^\S+$":
+        elif field.get("pattern") == IDENTIFIER_PATTERN:
             sites.append((here, "identifier"))
         elif field.get("type") == "integer" and field.get("exclusiveMinimum") == 0:
             sites.append((here, "quantity"))

@@ -1,12 +1,21 @@
 """Decoding input messages: every contract violation gives a reason code and a readable error."""
 
 import json
+import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from allocflow.models.codec import ContractError, decode_event, encode_event
+from allocflow.models._internal.types import IDENTIFIER_PATTERN, INVISIBLE_IN_IDS
+from allocflow.models.codec import (
+    UTF8_BOM,
+    ContractError,
+    decode_event,
+    encode_event,
+    event_time_rejection,
+)
 from allocflow.models.dead_letter import DeadLetterReason, FieldError
 from allocflow.models.orders import OrderPlaced
 from allocflow.models.topics import InputTopic
@@ -129,10 +138,16 @@ def test_a_valid_event_decodes_to_its_model() -> None:
             _set("customer_id", "CUST 1042"),
             "customer_id",
             '"CUST 1042"',
-            "pattern",
+            "visible characters only: U+0020 at position 4",
             id="id-with-space",
         ),
-        pytest.param(_set("lines.0.sku", " "), "lines.0.sku", '" "', "pattern", id="whitespace-id"),
+        pytest.param(
+            _set("lines.0.sku", " "),
+            "lines.0.sku",
+            '" "',
+            "visible characters only",
+            id="whitespace-id",
+        ),
         pytest.param(
             _set("region", "x" * 129),
             "region",
@@ -219,6 +234,19 @@ def test_unknown_or_other_topics_event_type(event_type: str, topic: InputTopic) 
     assert error.event_id == "oms-20250314-004417"
 
 
+@pytest.mark.parametrize("version", [True, 1.0, False])
+def test_schema_version_is_a_strict_integer(version: object) -> None:
+    error = _decode_error(_mutated(_set("schema_version", version)))
+    assert error.reason_code is DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION
+    assert error.errors == [
+        FieldError(
+            field="schema_version",
+            message="Input should be 1, a JSON integer",
+            value=json.dumps(version),
+        )
+    ]
+
+
 @pytest.mark.parametrize("version", [2, 0, "1"])
 def test_unsupported_schema_version(version: object) -> None:
     error = _decode_error(_mutated(_set("schema_version", version)))
@@ -286,3 +314,192 @@ def test_event_id_is_kept_only_when_readable() -> None:
     assert _decode_error(json.dumps(document).encode()).event_id is None
     document["event_id"] = 17
     assert _decode_error(json.dumps(document).encode()).event_id is None
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        (field, text)
+        for field in ("event_time", "promised_date")
+        for text in (
+            "9999-12-31T23:59:59Z",
+            "0001-01-01T00:00:00+05:00",
+            "1999-12-31T23:59:59.999999Z",
+            "2000-01-01T04:59:59+05:00",
+            "2200-01-01T00:00:00Z",
+            "2199-12-31T20:00:00-05:00",
+        )
+    ],
+)
+def test_timestamps_outside_the_contract_range_are_schema_violations(field: str, text: str) -> None:
+    error = _decode_error(_mutated(_set(field, text)))
+    assert error.reason_code is DeadLetterReason.SCHEMA_VIOLATION
+    assert [(found.field, found.value) for found in error.errors] == [(field, json.dumps(text))]
+    assert error.errors[0].message == (
+        "timestamp must be at or after 2000-01-01T00:00:00Z and before 2200-01-01T00:00:00Z"
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["2000-01-01T00:00:00Z", "2000-01-01T05:00:00+05:00", "2199-12-31T23:59:59.999999Z"]
+)
+def test_the_ends_of_the_contract_range_are_accepted(text: str) -> None:
+    event = decode_event(InputTopic.ORDERS, _mutated(_set("promised_date", text)))
+    assert isinstance(event, OrderPlaced)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999999+00:00"),
+        ("2016-12-31T23:59:60.25Z", "2016-12-31T23:59:59.999999+00:00"),
+        ("2017-01-01T00:59:60+01:00", "2017-01-01T00:59:59.999999+01:00"),
+        ("2016-12-31T18:59:60-05:00", "2016-12-31T18:59:59.999999-05:00"),
+    ],
+)
+def test_a_leap_second_becomes_the_last_microsecond_before_it(text: str, expected: str) -> None:
+    event = decode_event(InputTopic.ORDERS, _mutated(_set("event_time", text)))
+    assert event.event_time.isoformat() == expected
+
+
+@pytest.mark.parametrize("text", ["2016-12-31T12:59:60Z", "2016-12-31T23:58:60Z"])
+def test_a_second_60_other_than_a_leap_second_is_rejected(text: str) -> None:
+    error = _decode_error(_mutated(_set("event_time", text)))
+    assert error.reason_code is DeadLetterReason.SCHEMA_VIOLATION
+    assert error.errors[0].message == "a leap second (:60) only exists at 23:59:60 UTC"
+
+
+@pytest.mark.parametrize(
+    "character",
+    [
+        "\x00",  # NUL
+        "\x1b",  # ESC
+        "\x7f",  # DEL
+        "\x85",  # C1 next line
+        "\u00a0",  # no-break space
+        "\u00ad",  # soft hyphen
+        "\u200b",  # zero-width space
+        "\u200d",  # zero-width joiner
+        "\u202e",  # right-to-left override
+        "\u2028",  # line separator
+        "\u2060",  # word joiner
+        "\u3164",  # Hangul filler
+        "\ufeff",  # byte order mark
+        "\ue000",  # private use
+        "\U000e0041",  # tag latin capital A
+    ],
+    ids=lambda c: f"U+{ord(c):04X}",
+)
+@pytest.mark.parametrize("where", ["order_id", "lines.0.sku", "event_id"])
+def test_ids_with_invisible_characters_are_rejected(character: str, where: str) -> None:
+    error = _decode_error(_mutated(_set(where, f"SO-{character}1")))
+    assert error.reason_code is DeadLetterReason.SCHEMA_VIOLATION
+    (found,) = error.errors
+    assert found.field == where
+    assert found.message.startswith(
+        f"an id must hold visible characters only: U+{ord(character):04X} at position 3"
+    )
+
+
+@pytest.mark.parametrize("identifier", ["SO-Ärger-1", "注文-42", "SKU-📦", "a/b:c#d"])
+def test_ids_of_visible_unicode_are_accepted(identifier: str) -> None:
+    event = decode_event(InputTopic.ORDERS, _mutated(_set("order_id", identifier)))
+    assert isinstance(event, OrderPlaced)
+    assert event.order_id == identifier
+
+
+def test_free_text_may_hold_any_character() -> None:
+    reason = "customer\x00 asked\x1b[31m \u200bto\ufeff cancel\u202e"
+    document = {
+        "event_id": "oms-1",
+        "event_type": "order.cancelled",
+        "event_time": "2025-03-14T09:12:44Z",
+        "source": "oms",
+        "order_id": "SO-1",
+        "reason": reason,
+    }
+    event = decode_event(InputTopic.ORDERS, json.dumps(document).encode())
+    assert getattr(event, "reason", None) == reason
+
+
+def test_a_byte_order_mark_before_the_message_is_ignored() -> None:
+    raw = json.dumps(_order_placed()).encode()
+    assert decode_event(InputTopic.ORDERS, UTF8_BOM + raw) == decode_event(InputTopic.ORDERS, raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b" " + UTF8_BOM + b"{}",
+        UTF8_BOM + UTF8_BOM + b"{}",
+        b'{"event_id": ' + UTF8_BOM + b'"oms-1"}',
+    ],
+    ids=["after-space", "twice", "inside"],
+)
+def test_a_byte_order_mark_anywhere_else_is_malformed_json(raw: bytes) -> None:
+    assert _decode_error(raw).reason_code is DeadLetterReason.MALFORMED_JSON
+
+
+def test_a_byte_order_mark_keeps_the_event_id_of_a_rejected_message() -> None:
+    document = _order_placed()
+    del document["customer_id"]
+    error = _decode_error(UTF8_BOM + json.dumps(document).encode())
+    assert error.event_id == "oms-20250314-004417"
+
+
+def test_an_order_holding_more_than_a_billion_units_is_rejected() -> None:
+    document = _order_placed()
+    document["lines"] = [
+        {"line_id": str(n), "sku": "SKU-1", "qty": 10_000_000, "unit_price": 1, "unit_cost": 1}
+        for n in range(101)
+    ]
+    error = _decode_error(json.dumps(document).encode())
+    assert error.reason_code is DeadLetterReason.SCHEMA_VIOLATION
+    assert error.errors[0].message == "the lines hold more than 1,000,000,000 units together"
+    document["lines"] = document["lines"][:100]
+    assert isinstance(decode_event(InputTopic.ORDERS, json.dumps(document).encode()), OrderPlaced)
+
+
+def test_event_time_rejection_names_the_event_time() -> None:
+    event = decode_event(InputTopic.ORDERS, json.dumps(_order_placed()).encode())
+    error = event_time_rejection(event, "event_time is too far ahead")
+    assert error.reason_code is DeadLetterReason.EVENT_TIME_OUT_OF_RANGE
+    assert error.event_id == "oms-20250314-004417"
+    assert error.errors == [
+        FieldError(
+            field="event_time",
+            message="event_time is too far ahead",
+            value='"2025-03-14T09:12:44-05:00"',
+        )
+    ]
+
+
+def _id_accepted(identifier: str) -> bool:
+    try:
+        decode_event(InputTopic.ORDERS, _mutated(_set("order_id", identifier)))
+    except ContractError:
+        return False
+    return True
+
+
+def test_every_control_format_private_and_separator_character_is_refused_in_ids() -> None:
+    refused = {"Cc", "Cf", "Co", "Zs", "Zl", "Zp"}
+    invisible = [
+        chr(code)
+        for code in range(0x110000)
+        if unicodedata.category(chr(code)) in refused and not 0xD800 <= code <= 0xDFFF
+    ]
+    assert len(invisible) > 137_000
+    accepted = [c for c in invisible if INVISIBLE_IN_IDS.search(c) is None]
+    assert accepted == []
+
+
+def test_the_published_id_pattern_agrees_with_the_validator_on_the_bmp() -> None:
+    pattern = re.compile(IDENTIFIER_PATTERN)
+    samples = [chr(code) for code in range(0, 0x10000, 7) if not 0xD800 <= code <= 0xDFFF]
+    disagreeing = [
+        f"U+{ord(c):04X}"
+        for c in samples
+        if (pattern.match(f"a{c}b") is not None) != _id_accepted(f"a{c}b")
+    ]
+    assert disagreeing == []

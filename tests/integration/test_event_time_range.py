@@ -1,0 +1,196 @@
+"""Event times outside the accepted range, through the real allocation flow over files.
+
+One far-future event in the middle of a feed used to push the rest of its feed behind
+every other feed (the merge orders each file by its running maximum event time), so it
+changed half the decisions and raised false late and orphan alerts. Now it is
+dead-lettered as ``EVENT_TIME_OUT_OF_RANGE`` and every other output is unchanged.
+"""
+
+import json
+import shutil
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from bytewax.testing import run_main
+
+from allocflow.connectors.policy_file import default_policy
+from allocflow.flows.allocation import (
+    ALLOCATION_INPUTS,
+    AllocationFlowConfig,
+    FileEndpoints,
+    build_allocation_flow,
+)
+from allocflow.flows.cli import main
+from allocflow.flows.commands.run_accounting import account_run, input_files
+from allocflow.models.dead_letter import DeadLetterReason, DeadLetterRecord
+from allocflow.models.event_time import EventTimeRange
+from allocflow.models.topics import OutputTopic
+
+pytestmark = pytest.mark.integration
+
+OUTPUTS = [topic.value for topic in OutputTopic if topic is not OutputTopic.DEAD_LETTER]
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("stream")
+    simulate = ["simulate", "--seed", "7", "--orders", "300", "--faults", "none"]
+    assert main([*simulate, "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def _copy(stream: Path, target: Path) -> Path:
+    target.mkdir()
+    for topic in ALLOCATION_INPUTS:
+        shutil.copy(stream / f"{topic.value}.jsonl", target / f"{topic.value}.jsonl")
+    return target
+
+
+def _insert(path: Path, index: int, line: bytes) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:index], line + b"\n", *lines[index:]]))
+
+
+def _run(inputs: Path, out: Path, event_times: EventTimeRange | None = None) -> None:
+    config = AllocationFlowConfig(
+        default_policy(), FileEndpoints(inputs, out), event_times=event_times or EventTimeRange()
+    )
+    run_main(build_allocation_flow(config))
+
+
+def _outputs(out: Path) -> dict[str, Counter[str]]:
+    found = {}
+    for topic in OUTPUTS:
+        path = out / f"{topic}.jsonl"
+        found[topic] = Counter(path.read_text().splitlines() if path.exists() else [])
+    return found
+
+
+def _dead_letters(out: Path) -> list[DeadLetterRecord]:
+    path = out / f"{OutputTopic.DEAD_LETTER.value}.jsonl"
+    if not path.exists():
+        return []
+    return [DeadLetterRecord.model_validate_json(line) for line in path.read_bytes().splitlines()]
+
+
+def _cancellation(order_id: str, moment: str) -> bytes:
+    document = {
+        "event_id": "evt-from-the-future",
+        "event_time": moment,
+        "source": "erp",
+        "event_type": "order.cancelled",
+        "order_id": order_id,
+        "reason": "clock of the sending system set to 2099",
+    }
+    return json.dumps(document).encode()
+
+
+def _placed_order_before(path: Path, index: int) -> str:
+    for line in reversed(path.read_bytes().splitlines()[:index]):
+        document = json.loads(line)
+        if document["event_type"] == "order.placed":
+            return str(document["order_id"])
+    raise AssertionError("no order placed before the middle of the file")
+
+
+@pytest.mark.parametrize("where", ["middle", "first"])
+def test_one_far_future_event_changes_no_other_output(
+    stream: Path, tmp_path: Path, where: str
+) -> None:
+    clean = _copy(stream, tmp_path / "clean")
+    poisoned = _copy(stream, tmp_path / "poisoned")
+    orders = poisoned / "orders.jsonl"
+    middle = len(orders.read_bytes().splitlines()) // 2
+    index = middle if where == "middle" else 0
+    order_id = _placed_order_before(orders, middle)
+    future = _cancellation(order_id, "2099-01-01T00:00:00Z")
+    _insert(orders, index, future)
+
+    _run(clean, tmp_path / "clean-out")
+    _run(poisoned, tmp_path / "poisoned-out")
+
+    assert _outputs(tmp_path / "poisoned-out") == _outputs(tmp_path / "clean-out")
+    assert _dead_letters(tmp_path / "clean-out") == []
+    (dead,) = _dead_letters(tmp_path / "poisoned-out")
+    assert dead.reason_code is DeadLetterReason.EVENT_TIME_OUT_OF_RANGE
+    assert (dead.source_topic, dead.offset, dead.raw) == ("orders", index, future)
+    assert dead.event_id == "evt-from-the-future"
+    assert [error.field for error in dead.errors] == ["event_time"]
+    assert "2099-01-01T00:00:00+00:00" in dead.reason
+    accounting = account_run(input_files(poisoned, ALLOCATION_INPUTS), tmp_path / "poisoned-out")
+    clean_accounting = account_run(input_files(clean, ALLOCATION_INPUTS), tmp_path / "clean-out")
+    assert accounting.dead_lettered == {"EVENT_TIME_OUT_OF_RANGE": 1}
+    assert accounting.inputs == clean_accounting.inputs + 1
+    assert accounting.valid == clean_accounting.valid
+
+
+def test_an_event_before_the_earliest_accepted_time_is_dead_lettered(
+    stream: Path, tmp_path: Path
+) -> None:
+    inputs = _copy(stream, tmp_path / "in")
+    orders = inputs / "orders.jsonl"
+    middle = len(orders.read_bytes().splitlines()) // 2
+    old = _cancellation(_placed_order_before(orders, middle), "2025-12-31T23:59:59Z")
+    _insert(orders, middle, old)
+    narrow = EventTimeRange(earliest=datetime(2026, 1, 1, tzinfo=UTC))
+
+    _run(inputs, tmp_path / "out", narrow)
+
+    (dead,) = _dead_letters(tmp_path / "out")
+    assert dead.reason_code is DeadLetterReason.EVENT_TIME_OUT_OF_RANGE
+    assert dead.raw == old
+    assert "before the earliest accepted 2026-01-01T00:00:00+00:00" in dead.reason
+
+
+def test_the_run_command_takes_the_range_from_the_settings(
+    stream: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    inputs = _copy(stream, tmp_path / "in")
+    monkeypatch.setenv("ALLOCFLOW_EVENT_TIME_LATEST", "2026-03-03T00:00:00Z")
+
+    assert main(["run", "--input", str(inputs), "--out", str(tmp_path / "out")]) == 0
+
+    dead = _dead_letters(tmp_path / "out")
+    assert dead
+    assert {record.reason_code for record in dead} == {DeadLetterReason.EVENT_TIME_OUT_OF_RANGE}
+    report = capsys.readouterr().out
+    assert f"dead-lettered by reason: EVENT_TIME_OUT_OF_RANGE {len(dead)}" in report
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"ALLOCFLOW_EVENT_TIME_MAX_SKEW_S": "inf"}, "event_time_max_skew_s"),
+        ({"ALLOCFLOW_EVENT_TIME_MAX_SKEW_S": "0"}, "event_time_max_skew_s"),
+        ({"ALLOCFLOW_EVENT_TIME_EARLIEST": "1900-01-01T00:00:00Z"}, "event_time_earliest"),
+        ({"ALLOCFLOW_EVENT_TIME_EARLIEST": "2026-01-01T00:00:00"}, "event_time_earliest"),
+        ({"ALLOCFLOW_EVENT_TIME_LATEST": "9999-12-31T00:00:00Z"}, "event_time_latest"),
+        (
+            {
+                "ALLOCFLOW_EVENT_TIME_EARLIEST": "2100-01-01T00:00:00Z",
+                "ALLOCFLOW_EVENT_TIME_LATEST": "2050-01-01T00:00:00Z",
+            },
+            "event_time_earliest (2100-01-01T00:00:00+00:00) must be before event_time_latest",
+        ),
+    ],
+)
+def test_a_bad_range_setting_stops_the_run_at_start_naming_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    environment: dict[str, str],
+    message: str,
+) -> None:
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    for topic in ALLOCATION_INPUTS:
+        (tmp_path / f"{topic.value}.jsonl").write_bytes(b"")
+    args = ["run", "--input", str(tmp_path), "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
