@@ -8,13 +8,18 @@ dead-lettered as ``EVENT_TIME_OUT_OF_RANGE`` and every other output is unchanged
 
 import json
 import shutil
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from bytewax.testing import run_main
+from confluent_kafka import Producer
 
+from allocflow.connectors.broker import EmbeddedBroker
+from allocflow.connectors.kafka_config import KafkaConnection
+from allocflow.connectors.kafka_io import read_topic
 from allocflow.connectors.policy_file import default_policy
 from allocflow.flows.allocation import (
     ALLOCATION_INPUTS,
@@ -24,9 +29,10 @@ from allocflow.flows.allocation import (
 )
 from allocflow.flows.cli import main
 from allocflow.flows.commands.run_accounting import account_run, input_files
+from allocflow.models.codec import decode_event
 from allocflow.models.dead_letter import DeadLetterReason, DeadLetterRecord
 from allocflow.models.event_time import EventTimeRange
-from allocflow.models.topics import OutputTopic
+from allocflow.models.topics import InputTopic, OutputTopic
 
 pytestmark = pytest.mark.integration
 
@@ -194,3 +200,59 @@ def test_a_bad_range_setting_stops_the_run_at_start_naming_it(
     assert main(args) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _produce_stream(connection: KafkaConnection, directory: Path, names: dict[str, str]) -> None:
+    """Produce every input file line by line, keyed as the contract says."""
+    producer = Producer(connection.producer_config())
+    for topic in ALLOCATION_INPUTS:
+        for line in (directory / f"{topic.value}.jsonl").read_bytes().splitlines():
+            key = decode_event(topic, line).message_key().encode()
+            producer.produce(names[topic.value], line, key)
+            producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def _kafka_run(
+    broker: EmbeddedBroker, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Counter[bytes]]:
+    suffix = uuid.uuid4().hex[:8]
+    names = {topic.value: f"{topic.value}-{suffix}" for topic in (*InputTopic, *OutputTopic)}
+    broker.create_topics(names.values(), partitions=4)
+    for topic in (*InputTopic, *OutputTopic):
+        monkeypatch.setenv(f"ALLOCFLOW_TOPIC_{topic.name}", names[topic.value])
+    monkeypatch.setenv("ALLOCFLOW_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
+    connection = broker.connection()
+    _produce_stream(connection, directory, names)
+    assert main(["run", "--no-tail"]) == 0
+    return {
+        topic.value: Counter(
+            record.value or b"" for record in read_topic(connection, names[topic.value])
+        )
+        for topic in OutputTopic
+    }
+
+
+def test_one_far_future_event_changes_no_other_output_on_kafka(
+    kafka_broker: EmbeddedBroker,
+    stream: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    poisoned = _copy(stream, tmp_path / "poisoned")
+    orders = poisoned / "orders.jsonl"
+    middle = len(orders.read_bytes().splitlines()) // 2
+    future = _cancellation(_placed_order_before(orders, middle), "2099-01-01T00:00:00Z")
+    _insert(orders, middle, future)
+
+    clean_outputs = _kafka_run(kafka_broker, stream, monkeypatch)
+    poisoned_outputs = _kafka_run(kafka_broker, poisoned, monkeypatch)
+
+    dead_letter = OutputTopic.DEAD_LETTER.value
+    assert clean_outputs.pop(dead_letter) == Counter()
+    (raw,) = poisoned_outputs.pop(dead_letter)
+    dead = DeadLetterRecord.model_validate_json(raw)
+    assert dead.reason_code is DeadLetterReason.EVENT_TIME_OUT_OF_RANGE
+    assert dead.raw == future
+    assert poisoned_outputs == clean_outputs
+    assert sum(clean_outputs[OutputTopic.ALLOCATION_DECISIONS.value].values()) > 1000

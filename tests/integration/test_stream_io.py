@@ -36,6 +36,7 @@ from allocflow.connectors.stream_sources import (
     event_time_of,
     kafka_source,
 )
+from allocflow.models.codec import UTF8_BOM
 from allocflow.models.topics import InputTopic
 
 pytestmark = pytest.mark.integration
@@ -146,6 +147,23 @@ def _replay_flow(
 
 def _value_of(message: RawMessage) -> bytes:
     return message.value
+
+
+def test_a_byte_order_mark_at_the_start_of_a_file_keeps_the_line_and_its_time(
+    tmp_path: Path,
+) -> None:
+    orders = tmp_path / "orders.jsonl"
+    shipments = tmp_path / "shipments.jsonl"
+    orders.write_bytes(UTF8_BOM + ORDERS[1] + b"\n" + ORDERS[3] + b"\n")
+    shipments.write_bytes(SHIPMENTS[2] + b"\n")
+
+    got = _run_source({"orders": orders, "shipments": shipments})
+
+    assert event_time_of(UTF8_BOM + ORDERS[1]) == event_time_of(ORDERS[1])
+    # 06:05 (after the BOM), then 06:10, then 06:20: the BOM line is merged by its time.
+    assert [(m.topic, m.offset) for m in got] == [("orders", 0), ("shipments", 0), ("orders", 1)]
+    assert got[0].value == UTF8_BOM + ORDERS[1]
+    assert all(m.time_problem is None for m in got)
 
 
 def test_replay_resumes_after_a_crash_without_loss_or_duplicate_lines(
