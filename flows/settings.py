@@ -14,7 +14,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocflow.connectors.kafka_config import KafkaConnection
@@ -28,7 +35,12 @@ from allocflow.models.event_time import (
 )
 from allocflow.models.limits import PositiveSeconds, Seconds
 from allocflow.models.topics import InputTopic, OutputTopic
-from allocflow.quality.settings import GateSettings, check_feed_silences
+from allocflow.quality.settings import (
+    GateSettings,
+    check_calendar_feeds,
+    check_feed_silences,
+    parse_calendars,
+)
 
 ENV_PREFIX = "ALLOCFLOW_"
 
@@ -170,6 +182,19 @@ class Settings(BaseSettings):
         default=28_800.0,
         description="Data-quality gate: seconds without an event naming a node before it is stale.",
     )
+    dq_active_hours_by_feed: dict[str, str] = Field(
+        default_factory=dict,
+        description="Data-quality gate: expected-activity calendar per feed, as a JSON object "
+        'feed → calendar, e.g. {"orders": "Mon-Fri 07:00-19:00 Europe/Berlin"} ("*": every '
+        "feed not named); stale-feed silence counts only in active hours. Unset: always active "
+        "(docs/data-quality.md).",
+    )
+    dq_active_hours_by_node: dict[str, str] = Field(
+        default_factory=dict,
+        description="Data-quality gate: expected-activity calendar per node id, as a JSON "
+        'object ("*": every node not named); stale-node silence counts only in active hours. '
+        "Unset: always active.",
+    )
 
     route_stall_after_s: PositiveSeconds = Field(
         default=64_800.0,
@@ -288,6 +313,14 @@ class Settings(BaseSettings):
         self.event_time_range()
         return self
 
+    @field_validator("dq_active_hours_by_feed", "dq_active_hours_by_node")
+    @classmethod
+    def _calendars_are_readable(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        calendars = parse_calendars(value)
+        if info.field_name == "dq_active_hours_by_feed":
+            check_calendar_feeds(calendars)
+        return value
+
     @field_validator("dq_stale_feed_after_by_feed_s")
     @classmethod
     def _stale_feeds_are_known(cls, value: dict[str, float]) -> dict[str, float]:
@@ -322,6 +355,8 @@ class Settings(BaseSettings):
                 for feed, seconds in self.dq_stale_feed_after_by_feed_s.items()
             },
             stale_node_after=timedelta(seconds=self.dq_stale_node_after_s),
+            active_hours_by_feed=parse_calendars(self.dq_active_hours_by_feed),
+            active_hours_by_node=parse_calendars(self.dq_active_hours_by_node),
         )
 
     def tracking_settings(self) -> TrackingSettings:

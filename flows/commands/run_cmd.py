@@ -29,7 +29,11 @@ from allocflow.flows.allocation import (
     build_allocation_flow,
 )
 from allocflow.flows.commands import run_paths
-from allocflow.flows.commands.land_cmd import land_files
+from allocflow.flows.commands.land_cmd import (
+    DEFAULT_QUALITY_WINDOW_HOURS,
+    expectations_task,
+    land_files,
+)
 from allocflow.flows.commands.recovery_cmd import existing_partitions, recovery_for
 from allocflow.flows.commands.run_accounting import (
     account_kafka_run,
@@ -79,6 +83,13 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "files after the run; Kafka by an `allocflow land` process beside the flow",
     )
     parser.add_argument(
+        "--quality-every",
+        type=float,
+        help="with --db: run the expectation suites over the landed data whenever it changed, "
+        "at most every this many seconds, and once at the end of a finite run (as "
+        "`allocflow land --quality-every`)",
+    )
+    parser.add_argument(
         "--recovery-dir",
         type=Path,
         help="resume from and snapshot into this recovery store (default: "
@@ -110,6 +121,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"allocflow run: --workers must be within 1..{MAX_WORKERS} (got {args.workers})",
             file=sys.stderr,
         )
+        return 2
+    if args.quality_every is not None and (args.quality_every <= 0 or args.db is None):
+        print("allocflow run: --quality-every needs --db and a positive value", file=sys.stderr)
         return 2
     _LOG.info(
         "policy %s, %d shards, %d worker(s)", policy.policy_version, config.shards, args.workers
@@ -144,7 +158,7 @@ def _run_files(
     _LOG.info("allocation flow finished in %.1f s", time.perf_counter() - started)
     _print_accounting(endpoints)
     if args.db is not None:
-        return _land_files(args.db, endpoints)
+        return _land_files(args.db, endpoints, args.quality_every)
     return 0
 
 
@@ -323,6 +337,8 @@ def _kafka_lander(args: argparse.Namespace, endpoints: KafkaEndpoints) -> ChildP
     ]
     if args.no_tail:
         command += ["--until-idle", str(_LANDER_DRAIN_IDLE_S)]
+    if args.quality_every is not None:
+        command += ["--quality-every", str(args.quality_every)]
     log_path = args.db.with_name(args.db.name + ".land.log")
     _LOG.info("landing into %s (lander log: %s)", args.db, log_path)
     return ChildProcess("lander", command, log_path)
@@ -354,15 +370,23 @@ def _drained(lander: ChildProcess, stop_requested: threading.Event) -> int | Non
     return None
 
 
-def _land_files(db: Path, endpoints: FileEndpoints) -> int:
+def _land_files(db: Path, endpoints: FileEndpoints, quality_every: float | None) -> int:
     try:
         writer = DuckDBWriter(db)
     except (SchemaMismatchError, duckdb.IOException) as error:
         print(f"allocflow run: cannot land into {db}: {error}", file=sys.stderr)
         return 1
+    tasks = (
+        []
+        if quality_every is None
+        else [expectations_task(quality_every, DEFAULT_QUALITY_WINDOW_HOURS)]
+    )
     with writer:
         totals = land_files(
-            Lander(writer, snapshot_path(db)), endpoints.input_dir, endpoints.output_dir, 5000
+            Lander(writer, snapshot_path(db), tasks=tasks),
+            endpoints.input_dir,
+            endpoints.output_dir,
+            5000,
         )
     _LOG.info("landed %d messages into %s", totals.records, db)
     return 0
