@@ -15,6 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 from confluent_kafka import Producer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from allocflow.connectors.broker import EmbeddedBroker
 from allocflow.connectors.landing.aggregates import AGGREGATES, recompute_sql
@@ -370,3 +372,108 @@ def test_a_kafka_lander_lands_past_poison_records_and_keeps_landing(
 
 
 _TOPICS: dict[str, InputTopic | OutputTopic] = {t.value: t for t in (*InputTopic, *OutputTopic)}
+
+
+_OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: timezone(timedelta(minutes=m)))
+_EDGE_TIMES = st.one_of(
+    st.builds(lambda naive, tz: naive.replace(tzinfo=tz), st.datetimes(), _OFFSETS),
+    st.sampled_from([BEFORE_YEAR_1_UTC, AFTER_YEAR_9999_UTC, T0]),
+)
+_EDGE_INTEGERS = st.one_of(
+    st.integers(0, 2**70),
+    st.sampled_from([0, 2**31, 2**63 - 1, 2**63, 2**64]),
+)
+_SPECS = st.lists(
+    st.one_of(
+        st.tuples(st.just("alert"), _EDGE_TIMES),
+        st.tuples(st.just("decision"), _EDGE_INTEGERS),
+        st.tuples(st.just("status"), _EDGE_INTEGERS),
+        st.tuples(st.just("scan"), st.integers(0, 48)),
+        st.tuples(st.just("created"), st.none()),
+        st.tuples(st.just("garbage"), st.binary(max_size=40)),
+    ),
+    max_size=40,
+)
+
+
+def _outside(moment: datetime) -> bool:
+    since = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    epoch = datetime(1970, 1, 1)
+    return not EARLIEST - epoch <= since <= LATEST - epoch
+
+
+def _spec_records(specs: list[tuple[str, object]]) -> tuple[list[LandingRecord], dict[str, int]]:
+    """Records for the specs, and how many of each outcome the lander must report."""
+    records: list[LandingRecord] = []
+    expected = dict.fromkeys(("alerts", "decisions", "statuses", "inputs", "scans"), 0)
+    expected.update(skipped=0, quarantined=0, flagged=0)
+    per_topic: dict[str, int] = {}
+    for index, (kind, value) in enumerate(specs):
+        if kind == "alert":
+            assert isinstance(value, datetime)
+            record = _output(OutputTopic.ROUTE_ALERTS, index, _alert(f"alert-{index}", value))
+            expected["alerts"] += 1
+            expected["flagged"] += _outside(value)
+        elif kind in ("decision", "status"):
+            assert isinstance(value, int)
+            fits = value <= 2**63 - 1
+            made = _decision(f"SO-{index}", "1", value, index) if kind == "decision" else None
+            topic = OutputTopic.ALLOCATION_DECISIONS
+            record = _output(topic, index, made or _status(f"SO-{index}", value))
+            expected["decisions" if kind == "decision" else "statuses"] += fits
+            expected["quarantined"] += not fits
+        elif kind == "garbage":
+            assert isinstance(value, bytes)
+            record = LandingRecord("orders", "test-orders", 0, index, value)
+            expected["skipped"] += 1
+        else:
+            topic = InputTopic.CARRIER_EVENTS if kind == "scan" else InputTopic.SHIPMENTS
+            number = per_topic[topic.value] = per_topic.get(topic.value, -1) + 1
+            at = T0 + timedelta(minutes=value if isinstance(value, int) else 0)
+            event = _scan(f"evt-{number}", at) if kind == "scan" else _created(f"evt-{number}")
+            record = _input(topic, index, event)
+            expected["inputs"] += 1
+            expected["scans"] += kind == "scan"
+        records.append(record)
+    return records, expected
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(specs=_SPECS, batch_size=st.integers(1, 15))
+def test_any_mix_of_edge_values_lands_each_record_exactly_once(
+    tmp_path_factory: pytest.TempPathFactory, specs: list[tuple[str, object]], batch_size: int
+) -> None:
+    records, expected = _spec_records(specs)
+    path = tmp_path_factory.mktemp("edges") / "edges.duckdb"
+    with DuckDBWriter(path) as writer:
+        for start in range(0, len(records), batch_size):
+            writer.land(records[start : start + batch_size])
+        writer.land(_normal_batch(len(records)))
+        con = writer.connection
+        found = {
+            "alerts": _one(con, "SELECT count(*) FROM route_alerts"),
+            "decisions": _one(con, "SELECT count(*) FROM allocation_decisions") - 1,
+            "statuses": _one(con, "SELECT count(*) FROM orders WHERE status IS NOT NULL"),
+            "inputs": _one(con, "SELECT count(*) FROM input_events") - 1,
+            "scans": _one(con, "SELECT coalesce(sum(scans), 0) FROM shipments"),
+            "skipped": _one(con, "SELECT coalesce(max(skipped), 0) FROM landing_status"),
+            "quarantined": _one(con, "SELECT coalesce(max(quarantined), 0) FROM landing_status"),
+            "flagged": _one(
+                con,
+                "SELECT count(*) FROM dq_results WHERE origin = 'landing' AND NOT success "
+                "AND severity = 'warning'",
+            ),
+        }
+        assert found == expected
+        assert _one(con, "SELECT records FROM landing_status") == len(records) + 2
+        for aggregate in AGGREGATES:
+            assert (
+                _one(
+                    con,
+                    f"SELECT count(*) FROM ((SELECT * FROM {aggregate.table}) "
+                    f"EXCEPT ALL ({recompute_sql(aggregate)}))",
+                )
+                == 0
+            ), aggregate.table
