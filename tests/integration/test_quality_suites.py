@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -186,6 +187,19 @@ def test_results_are_written_and_a_rerun_is_idempotent(
     )
     windowed = _run(runner, db, window_hours=6)
     assert not {r.result_id for r in windowed.results()} & {r.result_id for r in first.results()}
+    with duckdb.connect(db) as con:
+        write_results(con, windowed.results())
+        ranges = con.execute(
+            "SELECT covers_from, covers_to, count(*) FROM dq_results WHERE origin = 'gx' "
+            "GROUP BY ALL ORDER BY covers_from NULLS FIRST"
+        ).fetchall()
+    # each result says which landed event times it judged: all rows up to the watermark,
+    # or the window's (watermark - 6 h, watermark]
+    end = first.window.end
+    assert ranges == [
+        (None, end, len(first.results())),
+        (end - timedelta(hours=6), end, len(windowed.results())),
+    ]
     # GX keeps validation results in memory: only the latest run's are kept (and documented)
     for docs in (tmp_path / "docs", tmp_path / "docs-again"):
         assert runner.build_docs(docs) == docs / "index.html"
