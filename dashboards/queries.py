@@ -21,7 +21,7 @@ Example:
 
 import re
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 import duckdb
@@ -33,6 +33,7 @@ from allocflow.connectors.landing.kpi_views import (
     percentiles_sql,
 )
 from allocflow.connectors.landing.snapshot import CLOSED_EXCEPTIONS_DAYS
+from allocflow.models.activity_calendar import ActivityCalendar, calendar_of
 from allocflow.models.route_alerts import RouteAlertKind
 from allocflow.models.vocabulary import ReasonCode
 
@@ -57,15 +58,18 @@ ShipmentDimension = Literal["carrier_id", "lane"]
 
 @dataclass(frozen=True)
 class FreshnessLimits:
-    """How far behind the watermark a source may fall before the dashboard calls it stale.
+    """When the dashboard calls a source stale: the pipeline's stale-feed and stale-node checks.
 
-    The same limits as the pipeline's stale-feed and stale-node checks, in hours
-    (:func:`allocflow.dashboards.data.freshness_limits` reads them from its settings).
+    The same limits, in hours of expected-active time, and the same activity calendars as
+    the pipeline's gate (:func:`allocflow.dashboards.data.freshness_limits` reads them
+    from its settings).
 
     Attributes:
         feed_hours: Any feed without its own limit.
         by_feed_hours: (feed, hours) pairs: the feeds with their own limit.
         node_hours: A node (warehouse), on any feed.
+        feed_calendars: (feed or ``*``, calendar) pairs; a feed without one is always active.
+        node_calendars: (node id or ``*``, calendar) pairs.
 
     Example:
         >>> limits = FreshnessLimits(24.0, (("orders", 72.0),), 8.0)
@@ -76,13 +80,32 @@ class FreshnessLimits:
     feed_hours: float
     by_feed_hours: tuple[tuple[str, float], ...]
     node_hours: float
+    feed_calendars: tuple[tuple[str, ActivityCalendar], ...] = ()
+    node_calendars: tuple[tuple[str, ActivityCalendar], ...] = ()
 
     def for_feed(self, feed: str) -> float:
         """The limit of a feed's sources, in hours."""
         return dict(self.by_feed_hours).get(feed, self.feed_hours)
 
+    def calendar(self, kind: str, name: str) -> ActivityCalendar:
+        """The expected-activity calendar of a feed (``kind`` "feed") or a node."""
+        calendars = self.feed_calendars if kind == FEED else self.node_calendars
+        return calendar_of(dict(calendars), name)
+
+    def limit(self, kind: str, name: str) -> float:
+        """The silence limit of a feed (``kind`` "feed") or a node, in active hours."""
+        return self.for_feed(name) if kind == FEED else self.node_hours
+
+
+FEED, NODE = "feed", "node"
+"""The two kinds of source the stale-source check watches."""
+STALE, QUIET, FRESH = "stale", "quiet (outside active hours)", "fresh"
+"""Freshness states: silent beyond the limit in active hours; beyond it only because of
+hours the source is not expected to be active; within it."""
+
 
 _SHIPMENT_DIMENSIONS: tuple[ShipmentDimension, ...] = ("carrier_id", "lane")
+_HOUR = timedelta(hours=1)
 _PREVIEW_BYTES = 240
 _HEX_BYTES = 64
 _PARAMETER = re.compile(r"\$(\w+)")
@@ -845,11 +868,14 @@ def raw_hex(raw: bytes, length: int = _HEX_BYTES) -> str:
 def gx_pass_rates(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Great Expectations pass rate per table and run (the run's watermark), oldest first.
 
-    Columns: ``detected_at`` (the run), ``feed`` (the table), ``expectations``,
-    ``passed`` and ``pass_rate`` (passed / expectations).
+    Columns: ``detected_at`` (the run), ``feed`` (the table), ``covers_from`` (exclusive;
+    null: from the first landed row) and ``covers_to``, the landed event-time range the
+    run judged, ``expectations``, ``passed`` and ``pass_rate`` (passed / expectations).
     """
     sql = f"""
-        SELECT detected_at, feed, CAST(count(*) AS BIGINT) AS expectations,
+        SELECT detected_at, feed, min(covers_from) AS covers_from,
+               max(coalesce(covers_to, detected_at)) AS covers_to,
+               CAST(count(*) AS BIGINT) AS expectations,
                CAST(count(*) FILTER (WHERE success) AS BIGINT) AS passed,
                {_rate("count(*) FILTER (WHERE success)", "count(*)")} AS pass_rate
         FROM dq_results WHERE origin = 'gx' GROUP BY ALL ORDER BY detected_at, feed"""
@@ -912,27 +938,66 @@ def open_alerts(con: duckdb.DuckDBPyConnection, limit: int = 100) -> pl.DataFram
 
 
 def feed_freshness(con: duckdb.DuckDBPyConnection, limits: FreshnessLimits) -> pl.DataFrame:
-    """Hours behind the watermark per feed, source and node, stalest first.
+    """Each feed and each node as the pipeline's stale-source check judges them, stale first.
 
-    A row with a node is stale beyond ``limits.node_hours``, any other beyond its
-    feed's limit (:meth:`FreshnessLimits.for_feed`). Columns: ``feed``, ``source``,
-    ``node_id``, ``events``, ``last_event_time``, ``hours_behind_watermark``,
-    ``stale_after_hours``, ``stale``.
+    A feed's last event is the newest on any of its sources; a node's the newest event
+    on any feed naming it (its ``feed`` is that event's). Its silence counts only in the
+    active hours of its calendar (:meth:`FreshnessLimits.calendar`): ``stale`` when the
+    silent active hours pass its limit, ``quiet (outside active hours)`` when only the
+    hours it is not expected to be active take it past the limit, else ``fresh``.
+
+    Columns: ``kind`` (feed or node), ``name``, ``feed``, ``events``, ``last_event_time``,
+    ``hours_behind_watermark`` (exact), ``active_hours`` (the calendar),
+    ``silent_active_hours``, ``stale_after_hours``, ``state``, ``stale``.
     """
     sql = """
-        WITH limits AS (
-            SELECT unnest($feeds::VARCHAR[]) AS feed, unnest($hours::DOUBLE[]) AS hours)
-        SELECT f.feed, f.source, f.node_id, CAST(f.events AS BIGINT) AS events,
-               f.last_event_time, f.hours_behind_watermark,
-               CASE WHEN f.node_id IS NOT NULL THEN $node_hours
-                    ELSE coalesce(l.hours, $feed_hours) END AS stale_after_hours,
-               coalesce(f.hours_behind_watermark > stale_after_hours, false) AS stale
-        FROM feed_freshness f LEFT JOIN limits l ON l.feed = f.feed
-        ORDER BY f.hours_behind_watermark DESC NULLS LAST, f.feed, f.source, f.node_id"""
-    parameters: dict[str, object] = {
-        "feeds": [feed for feed, _ in limits.by_feed_hours],
-        "hours": [hours for _, hours in limits.by_feed_hours],
-        "feed_hours": limits.feed_hours,
-        "node_hours": limits.node_hours,
+        SELECT 'feed' AS kind, feed AS name, feed, CAST(sum(events) AS BIGINT) AS events,
+               max(last_event_time) AS last_event_time, max(watermark) AS watermark
+        FROM feed_freshness GROUP BY feed
+        UNION ALL
+        SELECT 'node', node_id, arg_max(feed, last_event_time), CAST(sum(events) AS BIGINT),
+               max(last_event_time), max(watermark)
+        FROM feed_freshness WHERE node_id IS NOT NULL GROUP BY node_id"""
+    rows = [_judged(row, limits) for row in _frame(con, sql).iter_rows(named=True)]
+    rows.sort(key=lambda r: (not r["stale"], r["state"] != QUIET, -r["hours_behind_watermark"]))
+    return pl.DataFrame(rows, schema=_FRESHNESS_SCHEMA)
+
+
+_FRESHNESS_SCHEMA = {
+    "kind": pl.String(),
+    "name": pl.String(),
+    "feed": pl.String(),
+    "events": pl.Int64(),
+    "last_event_time": pl.Datetime("us"),
+    "hours_behind_watermark": pl.Float64(),
+    "active_hours": pl.String(),
+    "silent_active_hours": pl.Float64(),
+    "stale_after_hours": pl.Float64(),
+    "state": pl.String(),
+    "stale": pl.Boolean(),
+}
+
+
+def _judged(row: dict[str, Any], limits: FreshnessLimits) -> dict[str, Any]:
+    """One source's row with its silence (in all and in active hours) and state."""
+    last: datetime = row["last_event_time"]
+    watermark: datetime = row["watermark"]
+    calendar = limits.calendar(row["kind"], row["name"])
+    limit = limits.limit(row["kind"], row["name"])
+    behind = (watermark - last) / _HOUR
+    silent = calendar.active_between(last.replace(tzinfo=UTC), watermark.replace(tzinfo=UTC))
+    silent_hours = silent / _HOUR
+    state = STALE if silent_hours > limit else QUIET if behind > limit else FRESH
+    return {
+        "kind": row["kind"],
+        "name": row["name"],
+        "feed": row["feed"],
+        "events": row["events"],
+        "last_event_time": last,
+        "hours_behind_watermark": behind,
+        "active_hours": str(calendar),
+        "silent_active_hours": silent_hours,
+        "stale_after_hours": limit,
+        "state": state,
+        "stale": state == STALE,
     }
-    return _frame(con, sql, parameters)

@@ -12,11 +12,11 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 
 from allocflow.dashboards import data, queries
 from allocflow.dashboards.queries import Filters, QueueFilters, Selection
+from allocflow.models.activity_calendar import ActivityCalendar
 from allocflow.quality.settings import GateSettings
 
 pytestmark = pytest.mark.unit
@@ -697,46 +697,88 @@ def test_open_alerts_are_the_latest_runs_failures_then_newest_alerts(
 DEFAULT_LIMITS = data.limits_of(GateSettings())
 
 
-def test_feed_freshness_flags_stale_feeds_and_nodes(con: duckdb.DuckDBPyConnection) -> None:
+def test_feed_freshness_judges_each_feed_and_node_as_the_gate_does(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
     freshness = queries.feed_freshness(con, DEFAULT_LIMITS)
 
-    assert freshness.height == _one(con, "SELECT count(*) FROM feed_freshness") > 10
-    assert freshness["hours_behind_watermark"].is_sorted(descending=True)
+    last_by_source = {
+        ("feed", feed): last
+        for feed, last in con.execute(
+            "SELECT feed, max(last_event_time) FROM feed_freshness GROUP BY feed"
+        ).fetchall()
+    } | {
+        ("node", node): last
+        for node, last in con.execute(
+            "SELECT node_id, max(last_event_time) FROM feed_freshness "
+            "WHERE node_id IS NOT NULL GROUP BY node_id"
+        ).fetchall()
+    }
+    watermark = _one(con, "SELECT max(watermark) FROM feed_freshness")
+    assert {
+        (r["kind"], r["name"]): r["last_event_time"] for r in freshness.iter_rows(named=True)
+    } == (last_by_source)
     for row in freshness.iter_rows(named=True):
-        limit = _stale_after_hours(DEFAULT_LIMITS, row["feed"], row["node_id"])
+        limit = DEFAULT_LIMITS.limit(row["kind"], row["name"])
         assert row["stale_after_hours"] == limit
+        assert row["hours_behind_watermark"] == (watermark - row["last_event_time"]) / timedelta(
+            hours=1
+        )
+        assert row["active_hours"] == "always"
+        assert row["silent_active_hours"] == row["hours_behind_watermark"]
         assert row["stale"] == (row["hours_behind_watermark"] > limit)
     assert (DEFAULT_LIMITS.node_hours, DEFAULT_LIMITS.feed_hours) == (8, 24)
     assert DEFAULT_LIMITS.by_feed_hours == (("orders", 72),)
-    orders = freshness.filter(pl.col("feed") == "orders", pl.col("node_id").is_null())
-    # The OMS placed its last order 132 h before the watermark; the ERP still places and
-    # releases credit holds.
-    assert dict(orders.select("source", "stale").iter_rows()) == {"oms": True, "erp": False}
-    assert not freshness.filter(feed="carrier-events")["stale"].any()
+    # The OMS placed its last order 132 h before the watermark, but the ERP still places
+    # and releases credit holds: the orders feed is alive, and the gate raised no stale
+    # alert on this stream either (the table used to show the OMS source stale)
+    assert set(freshness["state"]) == {"fresh"}
 
 
-def test_feed_freshness_follows_the_pipelines_own_limits(con: duckdb.DuckDBPyConnection) -> None:
-    limits = data.limits_of(
-        GateSettings(
-            stale_feed_after=timedelta(hours=1000),
-            stale_feed_after_by_feed={
-                "orders": timedelta(hours=200),
-                "shipments": timedelta(hours=1),
-            },
-            stale_node_after=timedelta(hours=1000),
-        )
+_FRESHNESS = """
+CREATE TABLE feed_freshness AS
+SELECT feed, source, node_id, 10 AS events, CAST(last AS TIMESTAMP) AS last_event_time,
+       TIMESTAMP '2026-03-09 07:00' AS watermark
+FROM (VALUES ('orders', 'erp', NULL, '2026-03-06 17:30'),
+             ('orders', 'oms', NULL, '2026-03-06 12:00'),
+             ('reservations', 'wms', 'DC-NJ', '2026-03-06 11:00'),
+             ('shipments', 'tms', 'DC-ATL', '2026-03-06 17:00'),
+             ('shipments', 'tms', 'DC-NJ', '2026-03-08 11:00'),
+             ('shipments', 'tms', NULL, '2026-03-09 06:30')) AS f(feed, source, node_id, last)
+"""
+"""Sources seen at Monday 08:00 in Berlin (07:00 UTC): orders last heard on Friday at
+18:30 (17:30 UTC), stock counts at 12:00, DC-NJ on Sunday, DC-ATL on Friday at 18:00."""
+
+
+def test_feed_freshness_counts_silence_in_active_hours_only() -> None:
+    office = ActivityCalendar.parse("Mon-Fri 07:00-19:00 Europe/Berlin")
+    limits = queries.FreshnessLimits(
+        4.0,
+        (),
+        8.0,
+        feed_calendars=(("*", office),),
+        node_calendars=(("DC-ATL", office),),
     )
-    freshness = queries.feed_freshness(con, limits)
-    for row in freshness.iter_rows(named=True):
-        assert row["stale_after_hours"] == _stale_after_hours(limits, row["feed"], row["node_id"])
-    stale = freshness.filter("stale").select("feed", "source", "node_id")
-    # The OMS, 132 h behind, is stale by default (72 h) but not within 200 h; the WMS,
-    # 84 h behind, is within 1,000 h but not within the shipments feed's own 1 h.
-    assert stale.rows() == [("shipments", "wms", None)]
+    with duckdb.connect() as memory:
+        memory.execute(_FRESHNESS)
+        freshness = queries.feed_freshness(memory, limits)
 
-
-def _stale_after_hours(limits: queries.FreshnessLimits, feed: str, node_id: str | None) -> float:
-    return limits.node_hours if node_id is not None else limits.for_feed(feed)
+    judged = {
+        (r["kind"], r["name"]): (r["state"], r["silent_active_hours"], r["active_hours"])
+        for r in freshness.iter_rows(named=True)
+    }
+    assert judged == {
+        # Friday 18:30-19:00 and Monday 07:00-08:00: 1.5 active hours of 61.5
+        ("feed", "orders"): ("quiet (outside active hours)", 1.5, str(office)),
+        # Friday 12:00-19:00 and Monday 07:00-08:00
+        ("feed", "reservations"): ("stale", 8.0, str(office)),
+        ("feed", "shipments"): ("fresh", 0.5, str(office)),
+        ("node", "DC-NJ"): ("stale", 20.0, "always"),  # named by the shipments on Sunday
+        ("node", "DC-ATL"): ("quiet (outside active hours)", 2.0, str(office)),
+    }
+    assert list(freshness["name"]) == ["reservations", "DC-NJ", "DC-ATL", "orders", "shipments"]
+    assert freshness.filter(name="DC-NJ")["feed"].item() == "shipments"
+    assert list(freshness["stale"]) == [True, True, False, False, False]
 
 
 # --- dead-letter browser --------------------------------------------------------------
