@@ -958,7 +958,7 @@ def feed_freshness(con: duckdb.DuckDBPyConnection, limits: FreshnessLimits) -> p
         SELECT 'node', node_id, arg_max(feed, last_event_time), CAST(sum(events) AS BIGINT),
                max(last_event_time), max(watermark)
         FROM feed_freshness WHERE node_id IS NOT NULL GROUP BY node_id"""
-    rows = [_judged(row, limits) for row in _frame(con, sql).iter_rows(named=True)]
+    rows = [judge_freshness(row, limits) for row in _frame(con, sql).iter_rows(named=True)]
     rows.sort(key=lambda r: (not r["stale"], r["state"] != QUIET, -r["hours_behind_watermark"]))
     return pl.DataFrame(rows, schema=_FRESHNESS_SCHEMA)
 
@@ -978,7 +978,7 @@ _FRESHNESS_SCHEMA = {
 }
 
 
-def _judged(row: dict[str, Any], limits: FreshnessLimits) -> dict[str, Any]:
+def judge_freshness(row: dict[str, Any], limits: FreshnessLimits) -> dict[str, Any]:
     """One source's row with its silence (in all and in active hours) and state."""
     last: datetime = row["last_event_time"]
     watermark: datetime = row["watermark"]
