@@ -15,6 +15,8 @@ _FILL_SERIES = {
 }
 _PERCENT_AXIS = ".1~%"
 """Axis labels of a rate: at most one decimal, none when whole (never "100.000000%")."""
+_UNDER = alt.Legend(orient="bottom", direction="horizontal")
+"""A legend under a narrow chart, so that the plot keeps its width."""
 _ON_TIME_SERIES = {
     "on_time_dispatch_rate": "On-time dispatch",
     "on_time_delivery_rate": "On-time delivery",
@@ -62,12 +64,13 @@ _PERCENTILE_DASHES = {"p50": [1, 0], "p90": [6, 4]}
 """Solid p50, dashed p90: the line style tells the percentile, the colour the stage."""
 
 
-def cycle_time(trend: pl.DataFrame, grain: Grain) -> alt.Chart:
+def cycle_time(trend: pl.DataFrame, grain: Grain) -> alt.LayerChart:
     """p50 and p90 cycle time per stage over time, in hours.
 
-    The colour is the stage, the line's dash the percentile (solid p50, dashed p90);
-    the percentile legend draws grey strokes with those dashes, under the chart
-    (not the default black dots, which looked the same for both).
+    The colour is the stage, the line's dash the percentile (solid p50, dashed p90).
+    Lines and points are separate layers so that the percentile legend is drawn
+    from the lines, as grey solid and dashed strokes (a line with ``point=True``
+    draws it from the points: the same black dot for both), under the chart.
     """
     hours = _long(
         trend, ["period_start", "stage"], {"p50_seconds": "p50", "p90_seconds": "p90"}, "seconds"
@@ -75,37 +78,37 @@ def cycle_time(trend: pl.DataFrame, grain: Grain) -> alt.Chart:
         (pl.col("seconds") / 3600).alias("hours"),
         pl.col("stage").str.replace("_to_", " → ", literal=True).str.replace_all("_", " "),
     )
-    percentiles = list(_PERCENTILE_DASHES)
-    chart: alt.Chart = (
-        alt.Chart(hours)
-        .mark_line(point=True)
-        .encode(
-            x=_time_axis(grain),
-            y=alt.Y("hours:Q", title="hours"),
-            color=alt.Color("stage:N", title="stage"),
-            strokeDash=alt.StrokeDash(
-                "series:N",
-                title="percentile",
-                scale=alt.Scale(domain=percentiles, range=list(_PERCENTILE_DASHES.values())),
-                legend=alt.Legend(
-                    symbolType="stroke",
-                    symbolStrokeColor="gray",
-                    symbolStrokeWidth=2,
-                    symbolSize=400,
-                    orient="bottom",
-                    direction="horizontal",
-                ),
-            ),
-            tooltip=[
-                alt.Tooltip("period_start:T", title="period"),
-                "stage:N",
-                alt.Tooltip("series:N", title="percentile"),
-                alt.Tooltip("hours:Q", format=".1f"),
-            ],
-        )
-        .properties(height=_HEIGHT, title="Cycle time p50 / p90 by stage")
+    base = alt.Chart(hours).encode(
+        x=_time_axis(grain),
+        y=alt.Y("hours:Q", title="hours"),
+        color=alt.Color("stage:N", title="stage"),
+        tooltip=[
+            alt.Tooltip("period_start:T", title="period"),
+            "stage:N",
+            alt.Tooltip("series:N", title="percentile"),
+            alt.Tooltip("hours:Q", format=".1f"),
+        ],
     )
-    return chart
+    percentiles = list(_PERCENTILE_DASHES)
+    lines = base.mark_line().encode(
+        strokeDash=alt.StrokeDash(
+            "series:N",
+            title="percentile",
+            scale=alt.Scale(domain=percentiles, range=list(_PERCENTILE_DASHES.values())),
+            legend=alt.Legend(
+                symbolType="stroke",
+                symbolStrokeColor="gray",
+                symbolStrokeWidth=2,
+                symbolSize=400,
+                orient="bottom",
+                direction="horizontal",
+            ),
+        )
+    )
+    points = base.mark_point(filled=True, size=25).encode(detail="series:N")
+    return alt.LayerChart(
+        layer=[lines, points], height=_HEIGHT, title="Cycle time p50 / p90 by stage"
+    )
 
 
 def split_rate(trend: pl.DataFrame, grain: Grain) -> alt.Chart:
@@ -168,8 +171,12 @@ def on_time(rates: pl.DataFrame, by: str, title: str) -> alt.Chart:
                 axis=alt.Axis(format=_PERCENT_AXIS),
                 scale=alt.Scale(zero=False),
             ),
-            color=alt.Color("series:N", title=None, sort=list(_ON_TIME_SERIES.values())),
-            shape=alt.Shape("series:N", title=None, sort=list(_ON_TIME_SERIES.values())),
+            color=alt.Color(
+                "series:N", title=None, sort=list(_ON_TIME_SERIES.values()), legend=_UNDER
+            ),
+            shape=alt.Shape(
+                "series:N", title=None, sort=list(_ON_TIME_SERIES.values()), legend=_UNDER
+            ),
             tooltip=[f"{by}:N", "series:N", alt.Tooltip("rate:Q", format=".1%"), "shipments:Q"],
         )
         .properties(title=title)

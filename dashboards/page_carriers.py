@@ -52,7 +52,7 @@ def _breakdown(rates: pl.DataFrame, by: str, title: str) -> None:
     if rates.is_empty():
         st.info("No shipments created in this window.")
         return
-    table, chart = st.columns([3, 2])
+    table, chart = st.columns([2, 1])
     tables.show(
         rates,
         where=table,
@@ -98,7 +98,7 @@ def _alerts(carriers: data.Carriers) -> None:
 
 def _alert_table(alerts: pl.DataFrame) -> None:
     order = [column for column in _ALERT_ORDER if column in alerts.columns]
-    tables.show(alerts, overrides=_HOURS, order=order, wrap=True)
+    tables.show(alerts, overrides=_HOURS, order=order)
 
 
 @st.fragment(run_every=ui.REFRESH_S)

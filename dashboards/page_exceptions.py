@@ -80,15 +80,16 @@ def _order_detail(db: str, order_id: str) -> None:
     tables.show(order.shipments, where=shipments)
 
 
-_QUEUE_ORDER = (
-    "opened_at",
+_DETAIL_PX = 520
+_QUEUE_ORDER = (  # what to work on first, then where it sits, then the rest
     "age_hours",
     "reason_code",
-    "severity",
-    "owner_role",
+    "detail",
     "order_id",
     "line_id",
-    "detail",
+    "severity",
+    "owner_role",
+    "opened_at",
     "status",
     "closed_at",
     "resolution",
@@ -110,6 +111,12 @@ def _queue_table(exceptions: pl.DataFrame) -> None:
             ),
             "opened_at": st.column_config.DatetimeColumn("opened", format=tables.TIMESTAMP),
             "closed_at": st.column_config.DatetimeColumn("closed", format=tables.TIMESTAMP),
+            "severity": st.column_config.Column("severity", width="small"),
+            "owner_role": st.column_config.Column("owner", width="small"),
+            "line_id": st.column_config.Column("line", width="small"),
+            "detail": st.column_config.TextColumn(
+                "detail", width=_DETAIL_PX, help=tables.EXPLAINING["detail"]
+            ),
         },
     )
 

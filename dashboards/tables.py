@@ -9,7 +9,7 @@ Every table of every page goes through :func:`show`, so they all follow one poli
   one decimal, a rate (``*_rate``, ``*_share``, ``share``) as a percentage;
 - a column that explains something (:data:`EXPLAINING`: details, explanations,
   resolutions, reasons, check names, …) is wide, and with ``wrap=True`` its text
-  wraps over up to three lines (rows of :data:`WRAPPED_ROW_HEIGHT` px); a cell
+  wraps over up to four lines (rows of :data:`WRAPPED_ROW_HEIGHT` px); a cell
   still too long shows whole on hover or click, or in the column's tooltip.
 
 Cells are drawn by the grid as plain text: event data in a table is never parsed
@@ -17,7 +17,7 @@ as Markdown or HTML.
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import streamlit as st
@@ -29,9 +29,14 @@ EMPTY_CELL = "—"
 TIMESTAMP = "YYYY-MM-DD HH:mm:ss"
 """How a timestamp shows (UTC event or landing time; never its microseconds)."""
 
-WRAPPED_ROW_HEIGHT = 70
+WRAPPED_ROW_HEIGHT = 80
 """Row height (px) of tables whose text wraps: above Streamlit's 4 rem (64 px), the height
-from which it wraps cell text, and three lines of it."""
+from which it wraps cell text, and four lines of it."""
+
+WRAPPED_ROWS_SHOWN = 8
+"""Rows a wrapped table shows before it scrolls (an unwrapped one shows about ten)."""
+
+_HEADER_PX = 38
 
 EXPLAINING: Mapping[str, str] = {
     "detail": "What happened, in the pipeline's words.",
@@ -99,13 +104,13 @@ def _policy(name: str, dtype: pl.DataType) -> Any:
 
 
 def show(
-    frame: pl.DataFrame | Any,
+    frame: Any,
     *,
     where: DeltaGenerator | None = None,
     overrides: Mapping[str, Any] | None = None,
     order: Sequence[str] | None = None,
     wrap: bool = False,
-    width: int | str = "stretch",
+    width: int | Literal["stretch", "content"] = "stretch",
     columns_of: pl.DataFrame | None = None,
 ) -> None:
     """Draw ``frame`` in ``where`` by the module's policy.
@@ -116,17 +121,25 @@ def show(
         where: The container (a column, a tab); default the page.
         overrides: Column configurations (or labels) replacing the policy's.
         order: The columns to show, in this order; default all, as they are.
-        wrap: Wrap long text over up to three lines per row.
+        wrap: Wrap long text over up to four lines per row.
         width: ``"stretch"``, ``"content"`` or pixels.
         columns_of: The polars frame behind a Styler ``frame``.
     """
     source = frame if columns_of is None else columns_of
-    (st.dataframe if where is None else where.dataframe)(
+    height: int | Literal["auto"] = _wrapped_height(len(source)) if wrap else "auto"
+    draw = st.dataframe if where is None else where.dataframe
+    draw(
         frame,
         hide_index=True,
-        width=width,  # type: ignore[arg-type]
+        width=width,
+        height=height,
         column_config=column_config(source, overrides),
         column_order=order,
         placeholder=EMPTY_CELL,
         row_height=WRAPPED_ROW_HEIGHT if wrap else None,
     )
+
+
+def _wrapped_height(rows: int) -> int:
+    """Pixels that show up to :data:`WRAPPED_ROWS_SHOWN` wrapped rows and the header."""
+    return _HEADER_PX + WRAPPED_ROW_HEIGHT * max(1, min(rows, WRAPPED_ROWS_SHOWN)) + 2
