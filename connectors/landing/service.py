@@ -30,6 +30,8 @@ class LandingTotals:
 
     Attributes:
         records: Messages read.
+        quarantined: Messages not landed because they hold a value no column can hold
+            (each is a ``dq_results`` row, origin ``landing``).
         batches: Batches landed.
         landing_seconds: Time spent landing (decode to commit).
         publications: Snapshots published.
@@ -37,6 +39,7 @@ class LandingTotals:
     """
 
     records: int = 0
+    quarantined: int = 0
     batches: int = 0
     landing_seconds: float = 0.0
     publications: int = 0
@@ -45,6 +48,7 @@ class LandingTotals:
     def add(self, report: BatchReport) -> None:
         """Count one landed batch."""
         self.records += report.records
+        self.quarantined += report.quarantined
         self.batches += 1
         self.landing_seconds += report.seconds
 

@@ -229,4 +229,9 @@ def _report(totals: LandingTotals, seconds: float) -> None:
         f"Landed {totals.records:,} messages in {totals.batches:,} batches "
         f"({totals.records_per_second:,.0f} msg/s of landing time, {seconds:.1f} s in all); "
         f"{totals.publications} snapshot(s) published"
+        + (
+            f"; {totals.quarantined:,} quarantined (see dq_results, origin landing)"
+            if totals.quarantined
+            else ""
+        )
     )

@@ -354,6 +354,7 @@ def test_a_kafka_lander_lands_past_poison_records_and_keeps_landing(
     first = subprocess.run(land, capture_output=True, text=True, timeout=180, check=False)
     assert first.returncode == 0, first.stderr
     assert f"Landed {len(_poison_batch()) + 1} messages" in first.stdout
+    assert "; 1 quarantined (see dq_results, origin landing)" in first.stdout
     send(_normal_batch(0))
     second = subprocess.run(land, capture_output=True, text=True, timeout=180, check=False)
     assert second.returncode == 0, second.stderr
