@@ -12,17 +12,20 @@ class LandingError(RuntimeError):
     """
 
 
+_MAX_REASON_CHARS = 600
+
+
 def first_line(error: BaseException) -> str:
-    """The first non-empty line of an error's message (DuckDB's run over several).
+    """An error's message on one line (DuckDB's run over several; the cause is often last).
 
     Example:
-        >>> first_line(OSError(chr(10) + "IO Error: No space left" + chr(10) + "details"))
-        'IO Error: No space left'
+        >>> first_line(OSError("IO Error: checkpoint failed." + chr(10) + "No space left"))
+        'IO Error: checkpoint failed. No space left'
     """
-    for line in str(error).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(error).__name__
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    if len(text) > _MAX_REASON_CHARS:
+        text = text[: _MAX_REASON_CHARS - 1] + "…"
+    return text or type(error).__name__
 
 
 def what_to_do(path: Path) -> str:
