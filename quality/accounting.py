@@ -6,7 +6,8 @@ merged by event time), decodes each message, runs the gate over the valid ones, 
 matches the alerts against the faults the simulator listed in ``manifest.json``:
 
 * ``malformed_json`` and ``schema_violation`` are detected when their line is
-  dead-lettered (decoding fails);
+  dead-lettered (decoding fails; a line the input screens out for its event time is
+  dead-lettered too, as ``EVENT_TIME_OUT_OF_RANGE``);
 * ``duplicate``, ``late``, ``orphan_shipment``, ``orphan_scan`` and ``negative_stock``
   are detected by an alert of the matching check carrying the fault's ``event_id``.
 
@@ -186,6 +187,9 @@ def _replay(directory: Path, gate: QualityGate) -> _Replay:
         try:
             event = decode_event(InputTopic(message.topic), message.value)
         except ContractError:
+            event = None
+        if event is None or message.time_problem is not None:
+            # Broken, or screened out for its event time: the flow dead-letters it.
             replay.dead_lettered.add((message.topic, message.offset or 0))
             continue
         result = gate.admit(message.topic, event, message.value)

@@ -33,6 +33,7 @@ from allocflow.models.codec import decode_event
 from allocflow.models.dead_letter import DeadLetterReason, DeadLetterRecord
 from allocflow.models.event_time import EventTimeRange
 from allocflow.models.topics import InputTopic, OutputTopic
+from allocflow.quality.accounting import account
 
 pytestmark = pytest.mark.integration
 
@@ -256,3 +257,24 @@ def test_one_far_future_event_changes_no_other_output_on_kafka(
     assert dead.raw == future
     assert poisoned_outputs == clean_outputs
     assert sum(clean_outputs[OutputTopic.ALLOCATION_DECISIONS.value].values()) > 1000
+
+
+def test_the_gate_accounting_counts_a_screened_event_as_dead_lettered(
+    stream: Path, tmp_path: Path
+) -> None:
+    inputs = _copy(stream, tmp_path / "in")
+    shutil.copy(stream / "manifest.json", inputs / "manifest.json")
+    orders = inputs / "orders.jsonl"
+    middle = len(orders.read_bytes().splitlines()) // 2
+    _insert(
+        orders, middle, _cancellation(_placed_order_before(orders, middle), "2099-01-01T00:00:00Z")
+    )
+
+    accounting = account(inputs)
+    clean = account(stream)
+
+    assert accounting.balanced
+    assert accounting.inputs == clean.inputs + 1
+    assert accounting.dead_lettered == clean.dead_lettered + 1
+    assert accounting.valid == clean.valid
+    assert accounting.alerts == clean.alerts
