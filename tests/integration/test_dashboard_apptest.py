@@ -263,7 +263,9 @@ def test_exceptions_queue_lists_open_exceptions(
     app = _run(_app(monkeypatch, "--db", str(reopened_db)))
     open_now = _open_exceptions(snapshot_path(reopened_db))
     assert open_now >= 10
-    assert _tiles(app)["Open exceptions"] == str(open_now)
+    with duckdb.connect(str(snapshot_path(reopened_db)), read_only=True) as connection:
+        operations = queries.open_exceptions(connection, Filters()).item()  # no DATA_QUALITY
+    assert _tiles(app)["Open exceptions"] == str(operations)
     assert len(_charts(app)) == 4
 
     _run(app.switch_page("page_exceptions.py"))
@@ -396,6 +398,13 @@ def test_carriers_page_without_route_alerts(
     assert not app.metric
 
 
+def _gx_label(covers_to: datetime | None) -> str:
+    """The GX tile's label: the end of the landed range the latest run judged."""
+    if covers_to is None:
+        return "Latest GX run passed"
+    return f"Latest GX run, data up to {covers_to:%Y-%m-%d %H:%M}: passed"
+
+
 def _quality_tiles(db: Path) -> dict[str, str]:
     """The data-quality page's tiles, from the queries over ``db`` (or its snapshot)."""
     snapshot = db.with_name(db.name + ".snapshot")
@@ -410,7 +419,7 @@ def _quality_tiles(db: Path) -> dict[str, str]:
         "Dead letters": f"{dead_letters:,}",
         "Stream alerts": f"{alerts:,}",
         "Input events flagged": _percent(alerts / events),
-        "Latest GX run passed": _percent(
+        _gx_label(latest["covers_to"].max()): _percent(
             latest["passed"].sum() / latest["expectations"].sum() if latest.height else None
         ),
         "Stale sources": f"{stale:,}",
@@ -444,7 +453,8 @@ def test_data_quality_checks_alerts_and_freshness(
 
     assert _tiles(app) == _quality_tiles(checked_db)
     assert _tiles(app)["Stream alerts"] == "3"
-    assert _tiles(app)["Latest GX run passed"] == "50.0%"
+    # results landed before covers_to existed: their watermark is the range's end
+    assert _tiles(app)["Latest GX run, data up to 2026-03-08 03:00: passed"] == "50.0%"
     assert not app.info
     assert len(_charts(app)) == 3  # pass rate, alerts per hour, dead letters
     flagged = _table(app, "flagged_share").set_index("feed")
@@ -456,7 +466,8 @@ def test_data_quality_checks_alerts_and_freshness(
     freshness = _table(app, "hours_behind_watermark")
     with duckdb.connect(str(checked_db), read_only=True) as connection:
         expected = queries.feed_freshness(connection, data.freshness_limits())
-    assert freshness["stale"].sum() == expected["stale"].sum() > 0
+    assert list(freshness["state"]) == list(expected["state"])
+    assert len(freshness) == expected.height > 4  # four feeds and the warehouses
     assert _tiles(app)["Stale sources"] == str(expected["stale"].sum())
 
 
@@ -477,6 +488,49 @@ def test_freshness_follows_the_pipelines_stale_feed_settings(
         expected = queries.feed_freshness(connection, limits)
     assert list(freshness["stale"]) == list(expected["stale"])
     assert set(expected.filter("stale")["feed"]) <= {"shipments"}
+
+
+def test_the_gx_tile_says_which_landed_data_the_latest_run_judged(
+    monkeypatch: pytest.MonkeyPatch, checked_db: Path
+) -> None:
+    with duckdb.connect(str(checked_db)) as connection:
+        connection.execute(
+            "UPDATE dq_results SET covers_from = detected_at - INTERVAL 6 HOUR, "
+            "covers_to = detected_at - INTERVAL 96 HOUR WHERE origin = 'gx'"
+        )
+
+    app = _run(_app(monkeypatch, "--db", str(checked_db)), "page_quality.py")
+
+    # the latest run (detected at 03:00) judged data up to four days earlier
+    assert _tiles(app)["Latest GX run, data up to 2026-03-04 03:00: passed"] == "50.0%"
+    assert "Latest GX run passed" not in _tiles(app)
+
+
+def test_quiet_and_stale_sources_are_told_apart_on_the_page(
+    monkeypatch: pytest.MonkeyPatch, checked_db: Path
+) -> None:
+    with duckdb.connect(str(checked_db), read_only=True) as connection:
+        watermark = connection.execute("SELECT max(watermark) FROM feed_freshness").fetchone()
+    assert watermark is not None
+    # every node expected active only in the hour after the watermark: quiet, however long
+    # silent; every feed silent for more than a minute of its always-active hours: stale
+    opens = watermark[0].replace(minute=0, second=0, microsecond=0).hour + 1
+    window = f"daily {opens % 24:02d}:00-{opens % 24 + 1:02d}:00"
+    monkeypatch.setenv("ALLOCFLOW_DQ_STALE_FEED_AFTER_S", "60")
+    monkeypatch.setenv("ALLOCFLOW_DQ_STALE_FEED_AFTER_BY_FEED_S", "{}")
+    monkeypatch.setenv("ALLOCFLOW_DQ_STALE_NODE_AFTER_S", "60")
+    monkeypatch.setenv("ALLOCFLOW_DQ_ACTIVE_HOURS_BY_NODE", f'{{"*": "{window}"}}')
+
+    app = _run(_app(monkeypatch, "--db", str(checked_db)), "page_quality.py")
+
+    shown = _table(app, "hours_behind_watermark")
+    nodes = set(shown[shown["kind"] == "node"]["state"])
+    feeds_behind = shown[(shown["kind"] == "feed") & (shown["hours_behind_watermark"] > 1 / 60)]
+    assert nodes == {"quiet (outside active hours)"}
+    assert set(feeds_behind["state"]) == {"stale"}
+    assert _tiles(app)["Stale sources"] == str(len(feeds_behind))
+    captions = " ".join(c.value for c in app.caption)
+    assert f"other nodes {window} UTC" in captions
 
 
 def test_dead_letter_browser_shows_one_record(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
@@ -500,30 +554,51 @@ def test_dead_letter_browser_shows_one_record(monkeypatch: pytest.MonkeyPatch, d
     assert code == [raw.decode("utf-8", errors="replace"), queries.raw_hex(raw)]
 
 
-@pytest.mark.parametrize(
-    "page", [None, "page_exceptions.py", "page_carriers.py", "page_quality.py"]
-)
-def test_missing_database_warns_on_every_page(
+_RAW_DUCKDB = ("IO Error", "Could not set lock", "Conflicting lock", "Error:")
+
+
+def _messages(app: AppTest) -> list[str]:
+    """Every alert, caption and Markdown text of the page and its sidebar."""
+    kinds = ("info", "warning", "error", "exception", "caption", "markdown")
+    return [str(element.value) for kind in kinds for element in app.get(kind)]
+
+
+def _assert_waiting(app: AppTest, *words: str) -> None:
+    """The page says it waits (with ``words``), shows no number and no DuckDB error text."""
+    waiting = [i.value for i in app.info if i.value.startswith("Waiting for the first")]
+    assert len(waiting) == 1, _messages(app)
+    for word in words:
+        assert word in waiting[0]
+    assert "retries every 3 s" in waiting[0]
+    assert not app.warning
+    assert not app.metric
+    assert not app.dataframe
+    assert not [m for m in _messages(app) if any(raw in m for raw in _RAW_DUCKDB)]
+
+
+_PAGES = [None, "page_exceptions.py", "page_carriers.py", "page_quality.py"]
+
+
+@pytest.mark.parametrize("page", _PAGES)
+def test_missing_database_waits_for_the_first_snapshot_on_every_page(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, page: str | None
 ) -> None:
     missing = tmp_path / "nothing-landed-yet.duckdb"
 
     app = _run(_app(monkeypatch, "--db", str(missing)), page)
 
-    assert len(app.warning) == 1
-    assert "neither" in app.warning[0].value
-    assert str(missing) in app.warning[0].value
-    assert not app.metric
+    _assert_waiting(app, "Waiting for the first snapshot", "nothing\\-landed\\-yet")
     app.selectbox(key="time_range").set_value("dates")
     _run(app)
     assert "No landed data to pick dates from yet." in [c.value for c in app.sidebar.caption]
-    assert len(app.warning) == 1
+    _assert_waiting(app, "Waiting for the first snapshot")
 
 
-def test_database_locked_by_a_writer_warns_then_recovers(
-    monkeypatch: pytest.MonkeyPatch, db: Path, tmp_path: Path
+@pytest.mark.parametrize("page", _PAGES)
+def test_database_locked_by_the_lander_waits_then_recovers(
+    monkeypatch: pytest.MonkeyPatch, db: Path, tmp_path: Path, page: str | None
 ) -> None:
-    alone = tmp_path / "alone.duckdb"  # a landed file with no snapshot: the app opens it
+    alone = tmp_path / "alone.duckdb"  # the lander holds it and published no snapshot yet
     shutil.copy(db, alone)
     writer = subprocess.Popen(
         [sys.executable, "-c", _HOLD_LOCK, str(alone)], stdout=subprocess.PIPE, text=True
@@ -531,20 +606,48 @@ def test_database_locked_by_a_writer_warns_then_recovers(
     try:
         assert writer.stdout is not None
         assert writer.stdout.readline() == "holding\n"
-        app = _run(_app(monkeypatch, "--db", str(alone)))
-        assert "lock" in app.warning[0].value
-        assert not app.metric
+        app = _run(_app(monkeypatch, "--db", str(alone)), page)
+        _assert_waiting(app, "Waiting for the first snapshot", "the lander is writing")
+        assert app.multiselect(key="region").options == []
     finally:
         writer.kill()
         writer.wait()
 
     _run(app)
-    assert not app.warning
-    assert (
-        _tiles(app)["Line fill, first pass"]
-        == _expected_tiles(db, Selection())["Line fill, first pass"]
-    )
-    assert "Reading alone.duckdb directly" in app.caption[0].value
+    assert not app.info or not app.info[0].value.startswith("Waiting")
+    assert "Reading alone\\.duckdb directly" in " ".join(c.value for c in app.caption)
+    assert app.multiselect(key="region").options
+    if page is None:
+        assert (
+            _tiles(app)["Line fill, first pass"]
+            == _expected_tiles(db, Selection())["Line fill, first pass"]
+        )
+
+
+@pytest.mark.parametrize("page", _PAGES)
+def test_snapshot_without_events_waits_for_the_first_events(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, page: str | None
+) -> None:
+    db = tmp_path / "fresh.duckdb"
+    with DuckDBWriter(db) as writer:  # the lander's first snapshot, before anything landed
+        publish_snapshot(writer.connection, snapshot_path(db))
+
+    app = _run(_app(monkeypatch, "--db", str(db)), page)
+
+    _assert_waiting(app, "Waiting for the first events", "fresh\\.duckdb\\.snapshot")
+
+
+def test_unreadable_file_warns_without_duckdb_text(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.duckdb"
+    broken.write_bytes(b"this is not a DuckDB file" * 100)
+
+    app = _run(_app(monkeypatch, "--db", str(broken)))
+
+    assert len(app.warning) == 1
+    assert "broken\\.duckdb could not be opened" in app.warning[0].value
+    assert not [m for m in _messages(app) if any(raw in m for raw in _RAW_DUCKDB)]
 
 
 def test_database_from_the_environment(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
