@@ -41,15 +41,14 @@ Example:
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from allocflow.models.event_time import EventTimeRange
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Screened(Generic[T]):
+class Screened(NamedTuple, Generic[T]):
     """A message the screen let through, with its merge time and its verdict.
 
     Attributes:
