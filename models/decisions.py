@@ -18,6 +18,7 @@ class DecisionOutcome(StrEnum):
     BACKORDERED = "backordered"
     HELD = "held"
     CANCELLED = "cancelled"
+    SHORT_SHIPPED = "short_shipped"
 
 
 class NodeAllocation(ContractModel):
@@ -55,7 +56,18 @@ class AllocationDecision(ContractModel):
     outcome: DecisionOutcome = Field(description="State of the line after the decision.")
     requested_qty: int = Field(ge=0, description="Units the line asks for.")
     allocated_qty: int = Field(ge=0, description="Units committed in total.")
-    backordered_qty: int = Field(ge=0, description="Units waiting for supply.")
+    backordered_qty: int = Field(
+        ge=0,
+        description=(
+            "Units the customer still waits for: waiting for supply, plus the units "
+            "shipped short (short_shipped_qty), which are not re-allocated."
+        ),
+    )
+    short_shipped_qty: int = Field(
+        default=0,
+        ge=0,
+        description="Units of the line shipped short and not re-shipped (part of backordered_qty).",
+    )
     allocations: list[NodeAllocation] = Field(
         default_factory=list, description="Units committed per node."
     )
@@ -75,6 +87,8 @@ class AllocationDecision(ContractModel):
             self.allocated_qty + self.backordered_qty != self.requested_qty
         ):
             raise ValueError("allocated_qty + backordered_qty must equal requested_qty")
+        if self.short_shipped_qty > self.backordered_qty:
+            raise ValueError("short_shipped_qty must not exceed backordered_qty")
         if self.outcome is not DecisionOutcome.ALLOCATED and self.reason_code is None:
             raise ValueError(f"a {self.outcome.value} decision needs a reason_code")
         return self

@@ -17,6 +17,7 @@ class OrderStatusKind(StrEnum):
     BACKORDERED = "backordered"
     HELD = "held"
     CANCELLED = "cancelled"
+    SHORT_SHIPPED = "short_shipped"
 
 
 class OrderStatus(ContractModel):
@@ -47,8 +48,16 @@ class OrderStatus(ContractModel):
     lines_backordered: int = Field(ge=0, description="Lines with nothing allocated.")
     lines_held: int = Field(ge=0, description="Lines held (credit hold).")
     lines_cancelled: int = Field(ge=0, description="Lines cancelled.")
+    lines_short_shipped: int = Field(
+        default=0, ge=0, description="Lines with units shipped short and not re-shipped."
+    )
     requested_qty: int = Field(ge=0, description="Units ordered on lines not cancelled.")
     allocated_qty: int = Field(ge=0, description="Units allocated or shipped.")
+    short_shipped_qty: int = Field(
+        default=0,
+        ge=0,
+        description="Units shipped short and not re-shipped, on lines not cancelled.",
+    )
     nodes: list[Identifier] = Field(description="Nodes the order is allocated from.")
     split_count: int = Field(ge=0, description="Number of nodes the order is allocated from.")
     as_of: Timestamp = Field(description="Event time of the order's latest line decision.")

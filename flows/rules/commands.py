@@ -39,6 +39,9 @@ class LineRequest:
         region: Delivery region.
         placed_at: When the order was placed (age for backorder order).
         approvals: Reasons the line needs approval (margin, value, quantity).
+        max_rank: The highest sourcing rank the line may use, so that the order's lines
+            together never use more than ``split.max_nodes_per_order`` nodes (see
+            :func:`~allocflow.flows.rules.order_limit.order_max_rank`); None: any rank.
     """
 
     cause: Cause
@@ -53,6 +56,7 @@ class LineRequest:
     region: str
     placed_at: datetime
     approvals: tuple[ReasonCode, ...] = ()
+    max_rank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,19 @@ class ShipmentIssue:
     order_id: str
     line_id: str
     qty: int
+    shipment_id: str = ""
+
+
+@dataclass(frozen=True)
+class ShipmentShort:
+    """Units of a line the warehouse did not ship after all (shipment.short_shipped)."""
+
+    cause: Cause
+    sku: str
+    order_id: str
+    line_id: str
+    shipment_id: str
+    qty: int
 
 
 SkuCommand = (
@@ -148,6 +165,7 @@ SkuCommand = (
     | InboundUpdate
     | ReservationChange
     | ShipmentIssue
+    | ShipmentShort
 )
 """Commands for one SKU's state."""
 

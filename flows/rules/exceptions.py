@@ -1,6 +1,7 @@
 """Line-level allocation exceptions: opened when a line needs a human, closed when not."""
 
 from datetime import datetime
+from typing import NamedTuple
 
 from allocflow.flows.rules.commands import Cause
 from allocflow.flows.rules.lines import LineState
@@ -41,8 +42,16 @@ _ROUTING: dict[ReasonCode, tuple[Severity, OwnerRole, str]] = {
         OwnerRole.APPROVER,
         "line priced below the margin floor",
     ),
+    ReasonCode.SHORT_SHIPPED: (
+        Severity.WARNING,
+        OwnerRole.LOGISTICS,
+        "the warehouse shipped the line short",
+    ),
 }
 _TOP_PRIORITY = 1
+_CLOSED_BY_SHIPPING = frozenset(
+    {ReasonCode.APPROVAL_REQUIRED, ReasonCode.BELOW_MARGIN, ReasonCode.SHORT_SHIPPED}
+)
 
 
 def wanted_reasons(line: LineState, cancelled: bool) -> set[ReasonCode]:
@@ -52,13 +61,15 @@ def wanted_reasons(line: LineState, cancelled: bool) -> set[ReasonCode]:
     reasons: set[ReasonCode] = set()
     if line.waiting:
         reasons.add(ReasonCode.CREDIT_HOLD if line.held else line.shortfall or ReasonCode.STOCKOUT)
-    if not sum(line.shipped.values()):
+    if not line.shipments:
         reasons.update(line.request.approvals)
+    if line.short_outstanding:
+        reasons.add(ReasonCode.SHORT_SHIPPED)
     return reasons
 
 
 def sync_exceptions(
-    line: LineState, cause: Cause, cancelled: bool, part: str = ""
+    line: LineState, cause: Cause, cancelled: bool, part: str = "", *, order_changed: bool = False
 ) -> list[AllocationException]:
     """Open and close the line's exceptions to match its state; return the records.
 
@@ -68,10 +79,12 @@ def sync_exceptions(
         cancelled: Whether the order was cancelled.
         part: Which of the event's commands caused it, when that is not the line's own;
             part of the ids of the exceptions it opens.
+        order_changed: Whether the change was the line's new ordered quantity.
     """
     wanted = wanted_reasons(line, cancelled)
+    closing = _Closing(cancelled, order_changed)
     records = [
-        _close(line, reason, cause, _resolution(line, reason, wanted, cancelled))
+        _close(line, reason, cause, _resolution(line, reason, wanted, closing))
         for reason in sorted(set(line.open_exceptions) - wanted)
     ]
     records += [
@@ -86,8 +99,13 @@ def _open(line: LineState, reason: ReasonCode, cause: Cause, part: str) -> Alloc
         "exc", request.order_id, request.line_id, reason, cause.event_id, *([part] if part else [])
     )
     line.open_exceptions[reason] = (exception_id, cause.event_time)
+    missing = (
+        f"{line.short_outstanding} of {line.requested} shipped short"
+        if reason is ReasonCode.SHORT_SHIPPED
+        else f"{line.waiting} of {line.requested} waiting"
+    )
     detail = (
-        f"{_ROUTING[reason][2]}: {request.sku}, {line.waiting} of {line.requested} waiting "
+        f"{_ROUTING[reason][2]}: {request.sku}, {missing} "
         f"(customer {request.customer_id}, tier {request.tier})"
     )
     return _record(line, reason, exception_id, cause, opened_at=cause.event_time, detail=detail)
@@ -145,13 +163,29 @@ def _severity(line: LineState, reason: ReasonCode) -> Severity:
     return _ROUTING[reason][0]
 
 
-def _resolution(
-    line: LineState, reason: ReasonCode, wanted: set[ReasonCode], cancelled: bool
-) -> str:
-    if cancelled:
-        return "order cancelled"
-    if reason in {ReasonCode.APPROVAL_REQUIRED, ReasonCode.BELOW_MARGIN}:
+class _Closing(NamedTuple):
+    """What the change that closes exceptions was."""
+
+    cancelled: bool
+    order_changed: bool
+
+
+def _shipping_resolution(reason: ReasonCode, closing: _Closing) -> str:
+    """Why an exception that shipping closes (approvals, a short shipment) closed."""
+    if reason is not ReasonCode.SHORT_SHIPPED:
         return "line shipped"
+    # Nothing short any more: the order shrank to what shipped, or later shipments
+    # made the units good.
+    return "ordered quantity reduced" if closing.order_changed else "short units re-shipped"
+
+
+def _resolution(
+    line: LineState, reason: ReasonCode, wanted: set[ReasonCode], closing: _Closing
+) -> str:
+    if closing.cancelled:
+        return "order cancelled"
+    if reason in _CLOSED_BY_SHIPPING:
+        return _shipping_resolution(reason, closing)
     if line.waiting == 0:
         return "allocated in full"
     if ReasonCode.CREDIT_HOLD in wanted:

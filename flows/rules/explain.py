@@ -19,15 +19,22 @@ _REASON_TEXT: dict[ReasonCode, str] = {
     ReasonCode.NODE_EXCLUDED: "the nodes with stock are excluded now",
     ReasonCode.CREDIT_HOLD: "the customer is on credit hold",
     ReasonCode.ORDER_CANCELLED: "the order was cancelled",
+    ReasonCode.SHORT_SHIPPED: "the warehouse shipped units short; they are not re-allocated",
 }
 
 
 def outcome_of(line: LineState, cancelled: bool) -> DecisionOutcome:
-    """Return the line's state: cancelled, held, allocated, partial or backordered."""
+    """Return the line's state: cancelled, held, short shipped, allocated, partial or backordered.
+
+    ``short_shipped`` wins over the allocation states: units the customer was meant to
+    get did not ship, whatever else of the line is allocated or waiting.
+    """
     if cancelled:
         return DecisionOutcome.CANCELLED
     if line.held and line.waiting:
         return DecisionOutcome.HELD
+    if line.short_outstanding:
+        return DecisionOutcome.SHORT_SHIPPED
     if line.waiting == 0:
         return DecisionOutcome.ALLOCATED
     return DecisionOutcome.PARTIAL if line.committed else DecisionOutcome.BACKORDERED
@@ -39,6 +46,8 @@ def reason_of(line: LineState, outcome: DecisionOutcome) -> ReasonCode | None:
         return ReasonCode.ORDER_CANCELLED
     if outcome is DecisionOutcome.HELD:
         return ReasonCode.CREDIT_HOLD
+    if outcome is DecisionOutcome.SHORT_SHIPPED:
+        return ReasonCode.SHORT_SHIPPED
     if outcome is DecisionOutcome.ALLOCATED:
         return None
     return line.shortfall or ReasonCode.STOCKOUT
@@ -70,6 +79,7 @@ def decision_for(
     reason = reason_of(line, outcome)
     committed = line.committed_by_node()
     allocated = sum(committed.values())
+    short = 0 if cancelled else line.short_outstanding
     request = line.request
     return AllocationDecision(
         decision_id=stable_id(
@@ -86,7 +96,8 @@ def decision_for(
         outcome=outcome,
         requested_qty=line.requested,
         allocated_qty=allocated,
-        backordered_qty=0 if cancelled else line.waiting,
+        backordered_qty=0 if cancelled else line.waiting + short,
+        short_shipped_qty=short,
         allocations=[NodeAllocation(node_id=n, qty=q) for n, q in committed.items()],
         candidates=candidates,
         reason_code=reason,
@@ -104,16 +115,39 @@ def _explain(
 ) -> str:
     committed = line.committed_by_node()
     placed = ", ".join(f"{qty} at {node}" for node, qty in committed.items()) or "nothing"
-    head = f"{outcome.value.capitalize()} by rule {rule}: {placed} of {line.requested} ordered"
+    state = outcome.value.replace("_", " ").capitalize()
+    head = f"{state} by rule {rule}: {placed} of {line.requested} ordered"
     parts = [head]
     if outcome not in {DecisionOutcome.ALLOCATED, DecisionOutcome.CANCELLED}:
-        parts.append(f"{line.waiting} waiting")
+        short = line.short_outstanding
+        parts.append(f"{line.waiting} waiting" + (f", {short} shipped short" if short else ""))
     if reason is not None:
         parts.append(_REASON_TEXT.get(reason, reason.value))
+    limit = _order_limit_text(line, candidates)
+    if limit:
+        parts.append(limit)
     considered = "; ".join(_describe(candidate) for candidate in candidates)
     if considered:
         parts.append(f"considered {considered}")
     return ", ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if parts[2:] else "") + "."
+
+
+def _order_limit_text(line: LineState, candidates: list[Candidate]) -> str:
+    """Name ``max_nodes_per_order`` when it kept a node with stock from a short line."""
+    limit = line.request.max_rank
+    blocked = [
+        candidate.node_id
+        for candidate in candidates
+        if limit is not None
+        and candidate.rank > limit
+        and candidate.rejected_reason is ReasonCode.SPLIT_REQUIRED
+    ]
+    if not blocked:
+        return ""
+    return (
+        f"max_nodes_per_order {limit}: the order's lines may use only its first {limit} "
+        f"ranked nodes, not {', '.join(blocked)}"
+    )
 
 
 def _describe(candidate: Candidate) -> str:

@@ -88,6 +88,7 @@ def plan_fill(
 
     Home node first, then fallbacks by rank; a single node that can fill the line wins;
     otherwise a split within the policy's limits; what remains waits as a backorder.
+    Nodes ranked above the line's ``max_rank`` (the order's node limit) are never used.
 
     Args:
         line: The line (its waiting units are planned).
@@ -102,7 +103,7 @@ def plan_fill(
     options = _options(line, stocks, policy, at, higher_allocated)
     usable = [option for option in options if option.rejected is None]
     waiting = line.waiting
-    planned, rule = _choose(line, usable, policy, waiting)
+    planned, rule = _choose(line, _within_order_limit(line, usable), policy, waiting)
     capped = _capped_nodes(line, usable, planned)
     takes = planned
     if sum(planned.values()) < waiting and not policy.backorders.allow_partial:
@@ -135,6 +136,14 @@ def _options(
             rejected = ReasonCode.PROTECTED_STOCK
         options.append(_Option(node_id, rank, atp, 0 if excluded else available, rejected))
     return options
+
+
+def _within_order_limit(line: LineState, usable: list[_Option]) -> list[_Option]:
+    """The usable nodes the order's node limit lets the line use (its first ranks)."""
+    limit = line.request.max_rank
+    if limit is None:
+        return usable
+    return [option for option in usable if option.rank <= limit]
 
 
 def _choose(
@@ -187,7 +196,11 @@ def _rank_rule(rank: int) -> str:
 
 
 def _capped_nodes(line: LineState, usable: list[_Option], takes: dict[str, int]) -> set[str]:
-    """Usable nodes left unused although the line is short: the split rules stopped them."""
+    """Usable nodes left unused although the line is short: the split rules stopped them.
+
+    The split rules here are the line's (``max_nodes_per_line``, ``min_split_qty``) and
+    the order's (``max_nodes_per_order``, through the line's ``max_rank``).
+    """
     if sum(takes.values()) >= line.waiting:
         return set()
     return {option.node_id for option in usable if option.node_id not in takes}

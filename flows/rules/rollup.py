@@ -14,6 +14,7 @@ _LINE_COUNT_FIELDS: dict[DecisionOutcome, str] = {
     DecisionOutcome.BACKORDERED: "lines_backordered",
     DecisionOutcome.HELD: "lines_held",
     DecisionOutcome.CANCELLED: "lines_cancelled",
+    DecisionOutcome.SHORT_SHIPPED: "lines_short_shipped",
 }
 
 
@@ -30,6 +31,7 @@ class LineDecision(NamedTuple):
         customer_id: The order's customer.
         cause_event_id: The event that caused it.
         policy_version: The policy applied.
+        short_shipped_qty: Units shipped short and not re-shipped.
     """
 
     decided_at: datetime
@@ -41,6 +43,7 @@ class LineDecision(NamedTuple):
     customer_id: str
     cause_event_id: str
     policy_version: str
+    short_shipped_qty: int = 0
 
     @classmethod
     def of(cls, decision: AllocationDecision) -> "LineDecision":
@@ -55,6 +58,7 @@ class LineDecision(NamedTuple):
             decision.customer_id,
             decision.cause_event_id,
             decision.policy_version,
+            decision.short_shipped_qty,
         )
 
 
@@ -109,6 +113,7 @@ class OrderRollup:
             lines=len(self.lines),
             requested_qty=sum(line.requested_qty for line in live),
             allocated_qty=sum(line.allocated_qty for line in live),
+            short_shipped_qty=sum(line.short_shipped_qty for line in live),
             nodes=nodes,
             as_of=latest.decided_at,
             cause_event_id=latest.cause_event_id,
@@ -118,6 +123,7 @@ class OrderRollup:
             lines_backordered=counts["lines_backordered"],
             lines_held=counts["lines_held"],
             lines_cancelled=counts["lines_cancelled"],
+            lines_short_shipped=counts["lines_short_shipped"],
         )
 
 
@@ -140,6 +146,8 @@ class _Summary:
     lines_backordered: int
     lines_held: int
     lines_cancelled: int
+    lines_short_shipped: int
+    short_shipped_qty: int
 
     def record(self, version: int) -> OrderStatus:
         """Return the status record with its version; its id names the version and content.
@@ -161,8 +169,10 @@ class _Summary:
             lines_backordered=self.lines_backordered,
             lines_held=self.lines_held,
             lines_cancelled=self.lines_cancelled,
+            lines_short_shipped=self.lines_short_shipped,
             requested_qty=self.requested_qty,
             allocated_qty=self.allocated_qty,
+            short_shipped_qty=self.short_shipped_qty,
             nodes=list(self.nodes),
             split_count=len(self.nodes),
             as_of=self.as_of,
@@ -171,11 +181,17 @@ class _Summary:
         )
 
     def _parts(self) -> list[str]:
-        """Every field as a string, in declaration order (a shallow ``astuple``: no copies)."""
-        return [str(getattr(self, name)) for name in _SUMMARY_FIELDS]
+        """Every field as a string, in declaration order (a shallow ``astuple``: no copies).
+
+        The short-shipment fields count only when not zero, so statuses without a short
+        shipment keep the ids they had before those fields existed.
+        """
+        short = self.lines_short_shipped or self.short_shipped_qty
+        return [str(getattr(self, name)) for name in _SUMMARY_FIELDS if short or name in _ID_FIELDS]
 
 
 _SUMMARY_FIELDS = tuple(summary_field.name for summary_field in fields(_Summary))
+_ID_FIELDS = frozenset(_SUMMARY_FIELDS) - {"lines_short_shipped", "short_shipped_qty"}
 
 
 def _order_key(line: LineDecision) -> tuple[datetime, str]:
@@ -187,6 +203,8 @@ def _kind(counts: dict[str, int], lines: int) -> OrderStatusKind:
         return OrderStatusKind.CANCELLED
     if counts["lines_held"]:
         return OrderStatusKind.HELD
+    if counts["lines_short_shipped"]:
+        return OrderStatusKind.SHORT_SHIPPED
     live = lines - counts["lines_cancelled"]
     if counts["lines_allocated"] == live:
         return OrderStatusKind.ALLOCATED

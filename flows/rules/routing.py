@@ -18,9 +18,11 @@ from allocflow.flows.rules.commands import (
     OrderCancel,
     ReservationChange,
     ShipmentIssue,
+    ShipmentShort,
     StockChange,
     StockLevel,
 )
+from allocflow.flows.rules.order_limit import order_max_rank
 from allocflow.models.envelope import EventEnvelope
 from allocflow.models.inventory import (
     InboundExpected,
@@ -37,7 +39,7 @@ from allocflow.models.orders import (
     OrderPlaced,
 )
 from allocflow.models.policy import Policy
-from allocflow.models.shipments import ShipmentCreated
+from allocflow.models.shipments import ShipmentCreated, ShipmentShortShipped
 from allocflow.models.vocabulary import ReasonCode
 
 Keyed = tuple[str, Command]
@@ -57,8 +59,8 @@ def all_shards(shards: int) -> list[str]:
 def route(event: EventEnvelope, policy: Policy, shards: int) -> Iterator[Keyed]:
     """Yield the (shard, command) pairs an input event means for allocation.
 
-    Events that do not concern allocation (picks, dispatches, carrier scans) yield
-    nothing.
+    Events that do not concern allocation (picks, dispatches, deliveries, carrier
+    scans) yield nothing.
     """
     cause = Cause(event.event_id, event.event_time)
     if isinstance(event, OrderPlaced):
@@ -75,9 +77,21 @@ def route(event: EventEnvelope, policy: Policy, shards: int) -> Iterator[Keyed]:
     elif isinstance(event, ShipmentCreated):
         for line in event.lines:
             issue = ShipmentIssue(
-                cause, line.sku, event.node_id, event.order_id, line.line_id, line.qty
+                cause,
+                line.sku,
+                event.node_id,
+                event.order_id,
+                line.line_id,
+                line.qty,
+                event.shipment_id,
             )
             yield shard_of(line.sku, shards), issue
+    elif isinstance(event, ShipmentShortShipped):
+        for short in event.lines:
+            missing = ShipmentShort(
+                cause, short.sku, event.order_id, short.line_id, event.shipment_id, short.qty_short
+            )
+            yield shard_of(short.sku, shards), missing
     else:
         command = _supply_command(event, cause)
         if command is not None:
@@ -109,6 +123,7 @@ def _order_lines(event: OrderPlaced, cause: Cause, policy: Policy, shards: int) 
     order_value = sum(line.qty * line.unit_price for line in event.lines)
     priority = policy.tier_priority(event.customer_tier)
     weight = policy.channel_weights[event.channel]
+    max_rank = order_max_rank(policy, len(event.lines))
     for line in event.lines:
         request = LineRequest(
             cause=cause,
@@ -123,6 +138,7 @@ def _order_lines(event: OrderPlaced, cause: Cause, policy: Policy, shards: int) 
             region=event.region,
             placed_at=event.event_time,
             approvals=_approvals(policy, order_value, line.qty, line.unit_price, line.unit_cost),
+            max_rank=max_rank,
         )
         yield shard_of(line.sku, shards), request
 

@@ -20,6 +20,7 @@ from allocflow.flows.rules.commands import (
     OrderCancel,
     ReservationChange,
     ShipmentIssue,
+    ShipmentShort,
     StockChange,
     StockLevel,
 )
@@ -65,8 +66,10 @@ class AllocationShard:
         book = self.books.setdefault(command.sku, SkuBook(command.sku))
         changes = self._dispatch(book, command)
         subject = None
-        if isinstance(command, LineResize | ShipmentIssue):
+        if isinstance(command, LineResize | ShipmentIssue | ShipmentShort):
             subject = (command.order_id, command.line_id)
+        if isinstance(command, ShipmentShort) and changes:  # a finished line may reopen
+            self.orders.setdefault(command.order_id, set()).add(command.sku)
         outputs = self._records(book, changes, command.cause, subject)
         if isinstance(command, ShipmentIssue):
             shipped = book.lines.get((command.order_id, command.line_id))
@@ -134,7 +137,10 @@ class AllocationShard:
                 continue
             part = "" if subject is None or key == subject else "/".join(subject)
             outputs.append(self._decision(line, change, cause, False, part))
-            outputs += sync_exceptions(line, cause, cancelled=False, part=part)
+            resized = change.rule == "order-change" or change.rule.startswith("order-change:")
+            outputs += sync_exceptions(
+                line, cause, cancelled=False, part=part, order_changed=resized
+            )
         return outputs
 
     def _decision(
@@ -151,8 +157,8 @@ class AllocationShard:
         )
 
     def _forget_if_finished(self, book: SkuBook, key: LineKey, cause: Cause) -> list[ShardOutput]:
-        """Drop a line shipped in full, closing what it still has open."""
-        line = book.finish(key)
+        """Finish a line shipped in full, closing what it still has open."""
+        line = book.finish(key, cause.event_time)
         if line is None:
             return []
         order_id = line.request.order_id
@@ -181,6 +187,7 @@ _SKU_HANDLERS: dict[type, Callable[[SkuBook, Any, Policy], dict[LineKey, LineCha
     InboundUpdate: SkuBook.expect,
     ReservationChange: SkuBook.reserve,
     ShipmentIssue: SkuBook.issue,
+    ShipmentShort: SkuBook.short_ship,
 }
 
 

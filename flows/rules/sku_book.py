@@ -9,6 +9,7 @@ from allocflow.flows.rules.commands import (
     LineResize,
     ReservationChange,
     ShipmentIssue,
+    ShipmentShort,
     StockChange,
     StockLevel,
 )
@@ -20,6 +21,9 @@ from allocflow.models.policy import Policy
 from allocflow.models.vocabulary import ReasonCode
 
 LineKey = tuple[str, str]
+
+FINISHED_LINE_RETENTION = timedelta(days=3)
+"""How long (event time) a line shipped in full is kept for a late short-shipment report."""
 
 
 @dataclass
@@ -41,11 +45,19 @@ class SkuBook:
 
     Methods apply one command and return the lines they changed, with the rule that
     changed each; the shard turns those into decision and exception records.
+
+    Attributes:
+        sku: The SKU.
+        stocks: Its stock by node.
+        lines: Its lines not yet shipped in full (nor cancelled).
+        finished: Lines shipped in full in the last ``FINISHED_LINE_RETENTION``, oldest
+            first, with when they finished: a short shipment reported later reopens one.
     """
 
     sku: str
     stocks: dict[str, NodeStock] = field(default_factory=dict)
     lines: dict[LineKey, LineState] = field(default_factory=dict)
+    finished: dict[LineKey, tuple[datetime, LineState]] = field(default_factory=dict)
 
     # -- demand -----------------------------------------------------------------
 
@@ -143,19 +155,49 @@ class SkuBook:
         line = self.lines.get((command.order_id, command.line_id))
         changes: dict[LineKey, LineChange] = {}
         if line is not None:
+            line.record_issue(command.shipment_id, command.node_id, command.qty)
             changes = self._consume(line, command.node_id, command.qty, policy, at)
         _merge(changes, self._rebalance(at, policy))
         return changes
 
-    def finish(self, key: LineKey) -> LineState | None:
-        """Remove and return the line if it is shipped in full (nothing can change it now)."""
+    def short_ship(self, command: ShipmentShort, _policy: Policy) -> dict[LineKey, LineChange]:
+        """Book units a shipment did not ship after all; a finished line reopens.
+
+        The units are neither shipped nor waiting: the line reports them as shipped
+        short until a later shipment makes them good, and they are not re-allocated.
+        On-hand does not change (the goods issue took them; a WMS count corrects it).
+        """
+        key = (command.order_id, command.line_id)
+        line = self.lines.get(key)
+        if line is None and key in self.finished:
+            line = self.finished[key][1]
+        if line is None or not line.record_short(command.shipment_id, command.qty):
+            return {}
+        if self.finished.pop(key, None) is not None:
+            self.lines[key] = line
+        return {key: LineChange("short-shipment")}
+
+    def finish(self, key: LineKey, at: datetime) -> LineState | None:
+        """Move the line to ``finished`` if it is shipped in full; return it if it was.
+
+        Lines finished more than ``FINISHED_LINE_RETENTION`` before ``at`` are forgotten.
+        """
         line = self.lines.get(key)
         if line is None or not line.fully_shipped:
             return None
         del self.lines[key]
+        self._forget_finished(at - FINISHED_LINE_RETENTION)
+        self.finished[key] = (at, line)
         return line
 
     # -- internals --------------------------------------------------------------
+
+    def _forget_finished(self, before: datetime) -> None:
+        while self.finished:
+            key, (finished_at, _) = next(iter(self.finished.items()))
+            if finished_at >= before:
+                return
+            del self.finished[key]
 
     def _stock(self, node_id: str) -> NodeStock:
         return self.stocks.setdefault(node_id, NodeStock())
@@ -219,8 +261,10 @@ class SkuBook:
     def _consume(
         self, line: LineState, node_id: str, qty: int, policy: Policy, at: datetime
     ) -> dict[LineKey, LineChange]:
-        """Move shipped units from allocations to shipped; other nodes give up theirs."""
-        line.shipped[node_id] = line.shipped.get(node_id, 0) + qty
+        """Move shipped units (already booked on the line) out of allocations.
+
+        Other nodes give up theirs when the shipping node did not hold enough.
+        """
         # Shipped beyond the ordered quantity (over-delivery): what left is what counts.
         line.requested = max(line.requested, sum(line.shipped.values()))
         from_node = min(qty, line.allocations.get(node_id, 0))

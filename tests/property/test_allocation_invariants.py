@@ -28,9 +28,14 @@ After every command, from the state (``SkuBook``) before and after it:
    open exceptions of every line are the ones its state calls for (``wanted_reasons``).
 7. Backorder order: see ``check_backorder_order``.
 8. Determinism: the same commands applied to a fresh shard give identical outputs.
+9. Order node limit (``max_nodes_per_order``): see ``check_order_node_limit``.
+10. Short shipments: a decision's ``short_shipped_qty`` is the line's units shipped short
+    and not made good, counted in ``backordered_qty`` but never waiting (never
+    re-allocated), and a line has a ``SHORT_SHIPPED`` exception open exactly then.
 """
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,12 +57,14 @@ from allocflow.flows.rules.commands import (
     OrderCancel,
     ReservationChange,
     ShipmentIssue,
+    ShipmentShort,
     StockChange,
     StockLevel,
 )
 from allocflow.flows.rules.exceptions import wanted_reasons
 from allocflow.flows.rules.explain import outcome_of, reason_of
 from allocflow.flows.rules.lines import LineState
+from allocflow.flows.rules.order_limit import order_max_rank
 from allocflow.flows.rules.reference import DEFAULT_SHARDS, allocate_stream
 from allocflow.flows.rules.rollup import OrderRollup
 from allocflow.flows.rules.routing import route
@@ -225,7 +232,14 @@ class Ship:
     lines: tuple[tuple[int, int], ...]  # (line pick, qty)
 
 
-Step = Place | Resize | Cancel | Hold | Level | Adjust | Inbound | Reserve | Ship
+@dataclass(frozen=True)
+class Short:
+    shipment: int  # pick among the shipments so far
+    line: int  # pick among the order's lines (it may not be in the shipment)
+    qty: int
+
+
+Step = Place | Resize | Cancel | Hold | Level | Adjust | Inbound | Reserve | Ship | Short
 Script = list[tuple[int, Step]]  # (hours since the previous event, step)
 
 _sku = st.sampled_from([0, 0, 1])  # SKU-A more often: more lines compete for it
@@ -278,6 +292,7 @@ steps: st.SearchStrategy[Step] = st.one_of(
         node=st.none() | _node,
         lines=st.lists(st.tuples(_pick, st.integers(1, 25)), min_size=1, max_size=2).map(tuple),
     ),
+    st.builds(Short, shipment=_pick, line=_pick, qty=st.integers(1, 30)),
 )
 scripts = st.lists(st.tuples(st.integers(0, 3), steps), min_size=12, max_size=50)
 
@@ -299,6 +314,7 @@ class Player:
     now: datetime = T0
     events: int = 0
     orders: list[_Order] = field(default_factory=list)
+    shipments: list[tuple[str, _Order]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.shard = AllocationShard(self.policy)
@@ -328,6 +344,8 @@ class Player:
         elif isinstance(step, Reserve):
             reservation = f"RES-{step.reservation}"
             yield ReservationChange(cause, SKUS[step.sku], NODES[step.node], reservation, step.qty)
+        elif isinstance(step, Short):
+            yield from self._short(cause, step)
         elif self.orders:
             order = self.orders[step.order % len(self.orders)]
             if isinstance(step, Cancel):
@@ -347,6 +365,7 @@ class Player:
         approvals = tuple(
             reason for bit, reason in enumerate(APPROVALS) if step.approvals >> bit & 1
         )
+        max_rank = order_max_rank(self.policy, len(step.lines))
         for number, (sku_index, qty) in enumerate(step.lines, start=1):
             line_id, sku = str(number), SKUS[sku_index]
             order.lines.append((line_id, sku))
@@ -364,6 +383,7 @@ class Player:
                 region=region,
                 placed_at=cause.event_time,
                 approvals=approvals,
+                max_rank=max_rank,
             )
 
     def _requested(self, order: _Order, line_id: str, sku: str) -> int:
@@ -380,8 +400,17 @@ class Player:
             book = self.shard.books.get(sku)
             line = book.lines.get((order.order_id, line_id)) if book else None
             node = min(line.allocations) if line and line.allocations else NODES[0]
+        shipment = f"SH-{self.events:03d}"
+        self.shipments.append((shipment, order))
         for line_id, sku, qty in picked:
-            yield ShipmentIssue(cause, sku, node, order.order_id, line_id, qty)
+            yield ShipmentIssue(cause, sku, node, order.order_id, line_id, qty, shipment)
+
+    def _short(self, cause: Cause, step: Short) -> Iterator[Command]:
+        if not self.shipments:
+            return
+        shipment, order = self.shipments[step.shipment % len(self.shipments)]
+        line_id, sku = order.lines[step.line % len(order.lines)]
+        yield ShipmentShort(cause, sku, order.order_id, line_id, shipment, step.qty)
 
 
 def _unique_lines(order: _Order, picks: Iterable[tuple[int, int]]) -> list[tuple[str, str, int]]:
@@ -513,6 +542,8 @@ class Ledger:
     decision_ids: set[str] = field(default_factory=set)
     record_ids: set[str] = field(default_factory=set)
     open: dict[LineKey, dict[ReasonCode, str]] = field(default_factory=dict)
+    # Orders a warehouse shipped from a node allocflow had not allocated (enough) at.
+    forced: set[str] = field(default_factory=set)
 
     def take(self, outputs: list[ShardOutput]) -> None:
         for output in outputs:
@@ -555,8 +586,14 @@ def check_shows(decision: AllocationDecision, line: LineState) -> None:
     assert decision.outcome is outcome, (decision, line)
     assert decision.reason_code == reason_of(line, outcome), (decision, line)
     assert decision.requested_qty == line.requested
-    assert decision.backordered_qty == line.waiting
+    assert decision.short_shipped_qty == line.short_outstanding
+    assert decision.backordered_qty == line.waiting + line.short_outstanding
     assert {a.node_id: a.qty for a in decision.allocations} == line.committed_by_node()
+    # Units shipped short are neither committed nor waiting: nothing re-allocates them.
+    assert line.committed + line.waiting + line.short_outstanding == line.requested, line
+    assert (decision.outcome is DecisionOutcome.SHORT_SHIPPED) == (
+        line.short_outstanding > 0 and not (line.held and line.waiting)
+    )
 
 
 def check_lines_match_ledger(book: SkuBook, ledger: Ledger) -> None:
@@ -586,7 +623,8 @@ def check_backorder_order(
     command, not held, ranked before L, could not have used N at the end of the
     command, because one of:
 
-    a. N is not one of H's candidate nodes, or is excluded for H's region now;
+    a. N is not one of H's candidate nodes, or is excluded for H's region now, or is
+       ranked beyond H's ``max_rank`` (its order's node limit);
     b. nothing is left at N for H's tier: ATP minus the protection H owes is 0;
     c. N would be a new node for H and H already uses max_nodes_per_line nodes;
     d. N would be a new node for H, H already uses a node, and what H could take there,
@@ -626,6 +664,9 @@ def _cannot_use(policy: Policy, book: SkuBook, line: LineState, node: str, at: d
     candidates = {n: excluded for n, _, excluded in policy.candidate_nodes(line.request.region, at)}
     if candidates.get(node, True):
         return True
+    limit = line.request.max_rank
+    if limit is not None and _ranks(policy, line.request.region)[node] > limit:
+        return True
     usable = usable_by(policy, book, line, node, at)
     if usable == 0:
         return True
@@ -636,6 +677,45 @@ def _cannot_use(policy: Policy, book: SkuBook, line: LineState, node: str, at: d
     return bool(line.nodes) and min(usable, line.waiting) < policy.split.min_split_qty
 
 
+def _forced(old: Books, command: ShipmentIssue) -> bool:
+    """Whether a shipment took more from its node than allocflow had allocated the line there."""
+    book = old.get(command.sku)
+    line = book.lines.get((command.order_id, command.line_id)) if book else None
+    return line is None or line.allocations.get(command.node_id, 0) < command.qty
+
+
+def _ranks(policy: Policy, region: str) -> dict[str, int]:
+    return {node: rank for node, rank, _ in policy.candidate_nodes(region, T0)}
+
+
+def check_order_node_limit(
+    policy: Policy, shards: Iterable[AllocationShard], orders: Iterable[str], ledger: Ledger
+) -> None:
+    """Invariant 9: the lines of an order together stay within ``max_nodes_per_order``.
+
+    Every line of an order limited to its first ranks (``max_rank``) holds allocations
+    only at nodes of those ranks. And the nodes the order's lines hold units at
+    (allocated or shipped) are at most ``max_nodes_per_order``, unless a warehouse
+    shipped more of a line from a node than allocflow had allocated there (a fact
+    allocflow books, not a choice it made; see ``_forced``).
+    """
+    shards = list(shards)
+    for order_id in orders:
+        nodes: set[str] = set()
+        for shard in shards:
+            for sku in shard.orders.get(order_id, ()):
+                for key, line in shard.books[sku].lines.items():
+                    if key[0] != order_id:
+                        continue
+                    limit = line.request.max_rank
+                    if limit is not None:
+                        ranks = _ranks(policy, line.request.region)
+                        assert all(ranks[node] <= limit for node in line.allocations), line
+                    nodes |= set(line.committed_by_node())
+        if order_id not in ledger.forced:
+            assert len(nodes) <= policy.split.max_nodes_per_order, (order_id, nodes)
+
+
 def affected(shard: AllocationShard, command: Command) -> list[str]:
     if isinstance(command, OrderCancel | CreditHold):
         return sorted(shard.books)
@@ -643,7 +723,14 @@ def affected(shard: AllocationShard, command: Command) -> list[str]:
 
 
 def snapshot(shard: AllocationShard, command: Command) -> Books:
-    return {sku: copy.deepcopy(shard.books.get(sku)) for sku in affected(shard, command)}
+    return {sku: _copy_book(shard.books.get(sku)) for sku in affected(shard, command)}
+
+
+def _copy_book(book: SkuBook | None) -> SkuBook | None:
+    """A deep copy of the book without its finished lines (no invariant reads them)."""
+    if book is None:
+        return None
+    return copy.deepcopy(dataclasses.replace(book, finished={}))
 
 
 def check_command(
@@ -654,10 +741,16 @@ def check_command(
     old: Books,
     outputs: list[ShardOutput],
     ledger: Ledger,
+    shards: Iterable[AllocationShard] = (),
 ) -> None:
-    """Every invariant after one command (``old``: the books it could touch, before)."""
+    """Every invariant after one command (``old``: the books it could touch, before).
+
+    ``shards``: every shard of the run, for the order-level checks (default: ``shard``).
+    """
     at = command.cause.event_time
     ledger.take(outputs)
+    if isinstance(command, ShipmentIssue) and _forced(old, command):
+        ledger.forced.add(command.order_id)
     decisions = [output for output in outputs if isinstance(output, AllocationDecision)]
     for decision in decisions:
         book = shard.books.get(decision.sku)
@@ -680,6 +773,8 @@ def check_command(
     for key in gone:
         assert not ledger.open.get(key), (key, ledger.open[key])
     check_backorder_order(policy, old, shard, decisions, at)
+    touched = {decision.order_id for decision in decisions}
+    check_order_node_limit(policy, list(shards) or [shard], touched, ledger)
 
 
 # --- generated scripts ---------------------------------------------------------------
@@ -784,6 +879,28 @@ THREE_TIERS = make_policy(DEFAULT.split, PROTECTIONS[2], True, 24.0, True)
         (1, Place(0, 0, ((0, 20),))),
     ],
 )
+# A line shipped in full, reported short, then made good by a second shipment.
+@example(
+    policy=STRICT_DEFAULT,
+    script=[
+        (0, Level(0, 0, 50)),
+        (0, Place(0, 0, ((0, 10),))),
+        (1, Ship(0, None, ((0, 10),))),
+        (1, Short(0, 0, 3)),
+        (1, Ship(0, None, ((0, 3),))),
+    ],
+)
+# Two lines that alone would use four nodes: the order keeps to its first three ranks.
+@example(
+    policy=STRICT_DEFAULT,
+    script=[
+        (0, Level(0, 0, 20)),
+        (0, Level(0, 1, 30)),
+        (0, Level(1, 2, 20)),
+        (0, Level(1, 3, 40)),
+        (0, Place(0, 0, ((0, 30), (1, 30)))),
+    ],
+)
 def test_invariants_hold_after_every_command(policy: Policy, script: Script) -> None:
     outputs = play(policy, script, check=True)
     again = play(policy, script, check=False)
@@ -806,7 +923,15 @@ def checked_stream(
             state = states.setdefault(key, AllocationShard(policy))
             old = snapshot(state, command)
             outputs = state.apply(command)
-            check_command(policy, state, command=command, old=old, outputs=outputs, ledger=ledger)
+            check_command(
+                policy,
+                state,
+                command=command,
+                old=old,
+                outputs=outputs,
+                ledger=ledger,
+                shards=states.values(),
+            )
             for output in outputs:
                 records.append(output)
                 if isinstance(output, AllocationDecision):
@@ -860,7 +985,9 @@ def test_simulated_streams_keep_the_invariants(scenario: str, policy: Policy) ->
     assert [r.model_dump() for r in records] == [
         r.model_dump() for r in allocate_stream(events, policy)
     ]
-    # The stream exercised the rules: shortfalls, backorders served, goods issues.
+    # The stream exercised the rules: shortfalls, backorders served, goods issues, shorts.
     assert {DecisionOutcome.PARTIAL, DecisionOutcome.BACKORDERED} <= ledger.outcomes
-    assert {"backorder", "supply-shortfall", "warehouse-shipment"} <= ledger.rules
+    assert {"backorder", "supply-shortfall", "warehouse-shipment", "short-shipment"} <= (
+        ledger.rules
+    )
     check_order_statuses(records, ledger)

@@ -22,19 +22,24 @@ from allocflow.flows.rules.commands import (
     OrderCancel,
     ReservationChange,
     ShipmentIssue,
+    ShipmentShort,
     StockChange,
     StockLevel,
 )
 from allocflow.flows.rules.fill import plan_fill
 from allocflow.flows.rules.lines import LineState
+from allocflow.flows.rules.order_limit import order_max_rank
+from allocflow.flows.rules.reference import allocate_stream
 from allocflow.flows.rules.rollup import OrderRollup
 from allocflow.flows.rules.routing import route
 from allocflow.flows.rules.shard import AllocationShard, ShardOutput
+from allocflow.flows.rules.sku_book import FINISHED_LINE_RETENTION
 from allocflow.flows.rules.stock import NodeStock
 from allocflow.models.allocation_exceptions import AllocationException, ExceptionState
 from allocflow.models.decisions import AllocationDecision, DecisionOutcome, NodeAllocation
 from allocflow.models.envelope import EventEnvelope, Source
-from allocflow.models.order_status import OrderStatusKind
+from allocflow.models.inventory import StockSnapshot
+from allocflow.models.order_status import OrderStatus, OrderStatusKind
 from allocflow.models.orders import (
     Channel,
     LineChange,
@@ -47,6 +52,12 @@ from allocflow.models.policy import (
     NodeExclusion,
     Policy,
     SplitRule,
+)
+from allocflow.models.shipments import (
+    ShipmentCreated,
+    ShipmentLine,
+    ShipmentShortShipped,
+    ShortLine,
 )
 from allocflow.models.vocabulary import OwnerRole, ReasonCode, Severity
 
@@ -155,8 +166,30 @@ class Desk:
     def reserve(self, node: str, reservation_id: str, qty: int | None) -> Outputs:
         return self.apply(ReservationChange(self.cause(), SKU, node, reservation_id, qty))
 
-    def ship(self, order_id: str, node: str, qty: int, line_id: str = "1") -> Outputs:
-        return self.apply(ShipmentIssue(self.cause(), SKU, node, order_id, line_id, qty))
+    def ship(
+        self,
+        order_id: str,
+        node: str,
+        qty: int,
+        line_id: str = "1",
+        *,
+        shipment: str = "SH-1",
+        at: datetime | None = None,
+    ) -> Outputs:
+        return self.apply(
+            ShipmentIssue(self.cause(at), SKU, node, order_id, line_id, qty, shipment)
+        )
+
+    def short(
+        self,
+        order_id: str,
+        qty: int,
+        line_id: str = "1",
+        *,
+        shipment: str = "SH-1",
+        at: datetime | None = None,
+    ) -> Outputs:
+        return self.apply(ShipmentShort(self.cause(at), SKU, order_id, line_id, shipment, qty))
 
     def stock(self, node: str, sku: str = SKU) -> NodeStock:
         return self.shard.books[sku].stocks[node]
@@ -817,6 +850,277 @@ def test_a_line_shipped_beyond_its_quantity_reports_what_shipped() -> None:
     decision = desk.ship("SO-1", ATL, 12, line_id="2").decision("SO-1", "2")
     assert (decision.requested_qty, decision.allocated_qty) == (12, 12)
     assert placed(decision) == {ATL: 12}
+
+
+# --- short shipments ------------------------------------------------------------------------
+
+
+def _event_time(minute: int) -> datetime:
+    return T0 + timedelta(minutes=minute)
+
+
+def _stock_event(node: str, on_hand: int, sku: str = SKU) -> StockSnapshot:
+    return StockSnapshot(
+        event_id=f"evt-stock-{node}-{sku}",
+        event_time=_event_time(0),
+        source=Source.WMS,
+        node_id=node,
+        sku=sku,
+        on_hand=on_hand,
+    )
+
+
+def _shipment_event(shipment: str, node: str, lines: dict[str, int], minute: int) -> EventEnvelope:
+    return ShipmentCreated(
+        event_id=f"evt-{shipment}",
+        event_time=_event_time(minute),
+        source=Source.TMS,
+        shipment_id=shipment,
+        order_id="SO-1",
+        node_id=node,
+        carrier_id="CARR-1",
+        lane=f"{node}>northeast",
+        dispatch_cutoff=_event_time(minute + 60),
+        promised_delivery=_event_time(minute + 3000),
+        lines=[ShipmentLine(line_id=line, sku=SKU, qty=qty) for line, qty in lines.items()],
+    )
+
+
+def _short_event(shipment: str, lines: dict[str, int], minute: int) -> EventEnvelope:
+    return ShipmentShortShipped(
+        event_id=f"evt-{shipment}-short-{minute}",
+        event_time=_event_time(minute),
+        source=Source.WMS,
+        shipment_id=shipment,
+        order_id="SO-1",
+        lines=[ShortLine(line_id=line, sku=SKU, qty_short=qty) for line, qty in lines.items()],
+    )
+
+
+def _latest(records: list[ShardOutput | OrderStatus]) -> AllocationDecision:
+    return [r for r in records if isinstance(r, AllocationDecision)][-1]
+
+
+def _status(records: list[ShardOutput | OrderStatus]) -> OrderStatus:
+    return max((r for r in records if isinstance(r, OrderStatus)), key=lambda r: r.version)
+
+
+def test_a_line_shipped_one_unit_short_shows_it_and_opens_a_logistics_exception() -> None:
+    # The issue's case: 30 ordered, 30 allocated and shipped, 1 reported short at pick.
+    events = [
+        _stock_event(NJ, 100),
+        _placed([_line("1", 30, 10.0, 5.0)]),
+        _shipment_event("SH-1", NJ, {"1": 30}, minute=10),
+        _short_event("SH-1", {"1": 1}, minute=12),
+    ]
+    records = list(allocate_stream(events, POLICY))
+    decision = _latest(records)
+    assert (decision.cause_event_id, decision.rule, decision.outcome, decision.reason_code) == (
+        "evt-SH-1-short-12",
+        "short-shipment",
+        DecisionOutcome.SHORT_SHIPPED,
+        ReasonCode.SHORT_SHIPPED,
+    )
+    assert (
+        decision.requested_qty,
+        decision.allocated_qty,
+        decision.backordered_qty,
+        decision.short_shipped_qty,
+    ) == (30, 29, 1, 1)
+    assert placed(decision) == {NJ: 29}
+    assert "1 shipped short" in decision.explanation
+    [opened] = [
+        r for r in records if isinstance(r, AllocationException) and r.cause_event_id.endswith("12")
+    ]
+    assert (opened.state, opened.reason_code, opened.owner_role, opened.severity) == (
+        ExceptionState.OPEN,
+        ReasonCode.SHORT_SHIPPED,
+        OwnerRole.LOGISTICS,
+        Severity.WARNING,
+    )
+    assert "1 of 30 shipped short" in opened.detail
+    status = _status(records)
+    assert (status.status, status.lines_short_shipped, status.short_shipped_qty) == (
+        OrderStatusKind.SHORT_SHIPPED,
+        1,
+        1,
+    )
+    assert (status.requested_qty, status.allocated_qty) == (30, 29)
+
+
+def test_a_re_shipment_of_the_short_units_closes_the_exception() -> None:
+    desk = Desk()
+    desk.level(NJ, 100)
+    desk.order("SO-1", 30)
+    desk.ship("SO-1", NJ, 30)
+    assert ("SO-1", "1") not in desk.shard.books[SKU].lines  # shipped in full: finished
+    desk.short("SO-1", 2)
+    assert desk.line("SO-1").short_outstanding == 2
+    out = desk.ship("SO-1", NJ, 1, shipment="SH-2")
+    assert (out.decision("SO-1").outcome, out.decision("SO-1").short_shipped_qty) == (
+        DecisionOutcome.SHORT_SHIPPED,
+        1,
+    )
+    assert out.exceptions == []
+    out = desk.ship("SO-1", NJ, 1, shipment="SH-3")
+    decision = out.decision("SO-1")
+    assert (decision.outcome, decision.allocated_qty, decision.short_shipped_qty) == (
+        DecisionOutcome.ALLOCATED,
+        30,
+        0,
+    )
+    [closed] = out.exceptions
+    assert (closed.reason_code, closed.state, closed.resolution) == (
+        ReasonCode.SHORT_SHIPPED,
+        ExceptionState.CLOSED,
+        "short units re-shipped",
+    )
+    assert ("SO-1", "1") not in desk.shard.books[SKU].lines
+
+
+def test_a_cancellation_or_a_smaller_order_closes_a_short_shipment_exception() -> None:
+    desk = Desk()
+    desk.level(NJ, 100)
+    desk.order("SO-1", 30)
+    desk.order("SO-2", 30)
+    desk.ship("SO-1", NJ, 20)
+    desk.short("SO-1", 1)
+    desk.ship("SO-2", NJ, 30)
+    desk.short("SO-2", 3)
+    closed = desk.cancel("SO-1").exception_states("SO-1")
+    assert closed == {ReasonCode.SHORT_SHIPPED: ExceptionState.CLOSED}
+    out = desk.resize("SO-2", 27)
+    assert out.decision("SO-2").outcome is DecisionOutcome.ALLOCATED
+    [resolved] = out.exceptions
+    assert (resolved.reason_code, resolved.resolution) == (
+        ReasonCode.SHORT_SHIPPED,
+        "ordered quantity reduced",
+    )
+
+
+def test_short_units_are_not_re_allocated_and_do_not_hide_other_waiting_units() -> None:
+    desk = Desk()
+    desk.level(NJ, 30)
+    desk.order("SO-1", 40)  # 30 allocated, 10 waiting
+    desk.ship("SO-1", NJ, 30)
+    decision = desk.short("SO-1", 2).decision("SO-1")
+    assert (decision.outcome, decision.reason_code) == (
+        DecisionOutcome.SHORT_SHIPPED,
+        ReasonCode.SHORT_SHIPPED,
+    )
+    assert (decision.allocated_qty, decision.backordered_qty, decision.short_shipped_qty) == (
+        28,
+        12,
+        2,
+    )
+    assert set(desk.line("SO-1").open_exceptions) == {
+        ReasonCode.PARTIAL_FILL,
+        ReasonCode.SHORT_SHIPPED,
+    }
+    out = desk.receive(NJ, 50)
+    decision = out.decision("SO-1")  # only the 10 waiting units are allocated
+    assert (decision.allocated_qty, decision.short_shipped_qty) == (38, 2)
+    assert desk.stock(NJ).allocated == {("SO-1", "1"): 10}
+
+
+def test_a_short_report_counts_only_what_the_shipment_carried_of_the_line() -> None:
+    desk = Desk()
+    desk.level(NJ, 100)
+    desk.order("SO-1", 10)
+    desk.order("SO-1", 10, line_id="2")
+    desk.ship("SO-1", NJ, 10)
+    assert desk.short("SO-1", 5, line_id="2").records == []  # SH-1 did not carry line 2
+    assert desk.short("SO-1", 4, shipment="SH-9").records == []  # unknown shipment
+    assert desk.short("SO-1", 25).decision("SO-1").short_shipped_qty == 10
+    assert desk.short("SO-1", 1).records == []  # nothing of SH-1 left to be short
+    assert desk.stock(NJ).on_hand == 90  # the goods issue stands: a WMS count corrects it
+
+
+def test_a_short_report_long_after_the_line_finished_is_not_booked() -> None:
+    desk = Desk()
+    desk.level(NJ, 100)
+    desk.order("SO-1", 10)
+    desk.ship("SO-1", NJ, 10)
+    late = T0 + FINISHED_LINE_RETENTION + timedelta(hours=1)
+    desk.order("SO-2", 10, at=late)
+    desk.ship("SO-2", NJ, 10, shipment="SH-2", at=late)  # forgets lines finished before
+    assert desk.short("SO-1", 1, at=late).records == []
+    assert desk.short("SO-2", 1, shipment="SH-2", at=late).decision("SO-2").short_shipped_qty == 1
+
+
+# --- the order's node limit ----------------------------------------------------------------
+
+
+def _allocate_order(desk: Desk, lines: list[OrderLine]) -> Outputs:
+    """Route an order.placed (gold, northeast: NJ, ATL, CHI, DAL) and apply its lines."""
+    return Outputs([r for request in _requests(_placed(lines)) for r in desk.shard.apply(request)])
+
+
+def test_the_lines_of_an_order_together_use_at_most_max_nodes_per_order_nodes() -> None:
+    desk = Desk()
+    desk.level(NJ, 20)
+    desk.level(ATL, 30)
+    desk.level(CHI, 20, sku="SKU-2")
+    desk.level(DAL, 30, sku="SKU-2")
+    out = _allocate_order(desk, [_line("1", 30, 10.0, 5.0), _line("2", 30, 10.0, 5.0, "SKU-2")])
+    first, second = out.decision("SO-1", "1"), out.decision("SO-1", "2")
+    assert set(placed(first)) == {NJ, ATL}
+    # Line 2 alone would take CHI and DAL: the order would ship from four nodes.
+    assert set(placed(second)) == {CHI}
+    assert (second.outcome, second.reason_code) == (
+        DecisionOutcome.PARTIAL,
+        ReasonCode.SPLIT_REQUIRED,
+    )
+    assert rejected(second)[DAL] is ReasonCode.SPLIT_REQUIRED
+    assert available(second)[DAL] > 0
+    assert "max_nodes_per_order 3" in second.explanation
+    assert "first 3 ranked nodes, not DC-DAL" in second.explanation
+    assert {e.reason_code for e in out.exceptions} == {ReasonCode.SPLIT_REQUIRED}
+
+
+def test_an_order_that_cannot_reach_the_limit_may_use_every_ranked_node() -> None:
+    desk = Desk()
+    desk.level(DAL, 100)
+    desk.level(DAL, 100, sku="SKU-2")
+    single = _allocate_order(desk, [_line("1", 10, 10.0, 5.0)]).decision("SO-1")
+    assert (single.rule, placed(single)) == ("fallback-rank-4", {DAL: 10})
+    desk = Desk()
+    desk.level(DAL, 100)
+    desk.level(DAL, 100, sku="SKU-2")
+    out = _allocate_order(desk, [_line("1", 10, 10.0, 5.0), _line("2", 10, 10.0, 5.0, "SKU-2")])
+    # Two lines of two nodes each could reach four: both stay within the first three ranks.
+    for line_id in ("1", "2"):
+        decision = out.decision("SO-1", line_id)
+        assert (decision.outcome, decision.reason_code) == (
+            DecisionOutcome.BACKORDERED,
+            ReasonCode.SPLIT_REQUIRED,
+        )
+
+
+def test_backorders_served_later_keep_to_the_order_limit() -> None:
+    desk = Desk()
+    out = _allocate_order(desk, [_line("1", 10, 10.0, 5.0), _line("2", 10, 10.0, 5.0)])
+    assert {d.outcome for d in out.decisions} == {DecisionOutcome.BACKORDERED}
+    assert desk.receive(DAL, 100).decisions == []  # rank 4: beyond the order's limit
+    served = desk.receive(CHI, 100).decisions
+    assert [placed(d) for d in served] == [{CHI: 10}, {CHI: 10}]
+
+
+@pytest.mark.parametrize(
+    ("split", "lines", "max_rank"),
+    [
+        (SplitRule(max_nodes_per_line=2, max_nodes_per_order=3), 1, None),
+        (SplitRule(max_nodes_per_line=2, max_nodes_per_order=3), 2, 3),
+        (SplitRule(max_nodes_per_line=2, max_nodes_per_order=4), 2, None),
+        (SplitRule(max_nodes_per_line=2, max_nodes_per_order=4), 3, 4),
+        (SplitRule(allowed=False, max_nodes_per_line=1, max_nodes_per_order=1), 1, None),
+        (SplitRule(allowed=False, max_nodes_per_line=1, max_nodes_per_order=1), 2, 1),
+    ],
+)
+def test_an_order_is_limited_to_its_first_ranks_only_when_its_lines_could_exceed_the_limit(
+    split: SplitRule, lines: int, max_rank: int | None
+) -> None:
+    assert order_max_rank(with_policy(split=split), lines) == max_rank
 
 
 # --- de-duplication, approvals, ids ------------------------------------------------------
