@@ -325,8 +325,7 @@ def test_aging_of_reopened_exceptions_equals_the_view(
     assert aging.rows() == view
     still_open = _one(
         reopened,
-        "SELECT count(*) FROM exceptions WHERE closed_at IS NULL "
-        "AND reason_code <> 'DATA_QUALITY'",
+        "SELECT count(*) FROM exceptions WHERE closed_at IS NULL AND reason_code <> 'DATA_QUALITY'",
     )
     assert aging["open_exceptions"].sum() == still_open
     assert queries.open_exceptions(reopened, Filters()).item() == still_open
@@ -924,7 +923,9 @@ def test_source_is_the_snapshot_when_published(landed_run: Path, tmp_path: Path)
         assert source == alone
         assert queries.status(connection)["published_at"].item() is None
     with (
-        pytest.raises(data.DataUnavailableError, match=r"neither .* nor its snapshot"),
+        pytest.raises(
+            data.WaitingForDataError, match=r"Waiting for the first snapshot: neither .* nor "
+        ),
         data.read_only(tmp_path / "missing.duckdb"),
     ):
         pass
