@@ -15,7 +15,7 @@ _FILL_SERIES = {
 }
 _PERCENT_AXIS = ".1~%"
 """Axis labels of a rate: at most one decimal, none when whole (never "100.000000%")."""
-_UNDER = alt.Legend(orient="bottom", direction="horizontal")
+_UNDER = alt.Legend(orient="bottom", direction="vertical")
 """A legend under a narrow chart, so that the plot keeps its width."""
 _ON_TIME_SERIES = {
     "on_time_dispatch_rate": "On-time dispatch",
