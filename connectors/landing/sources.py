@@ -8,10 +8,11 @@ same transaction as the rows they produced.
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
     TIMESTAMP_NOT_AVAILABLE,
@@ -23,6 +24,7 @@ from confluent_kafka import (
 
 from allocflow.connectors.kafka_config import KafkaConnection
 from allocflow.connectors.landing.records import LandingRecord
+from allocflow.models.dead_letter import DeadLetterReason
 
 _LOG = logging.getLogger(__name__)
 
@@ -33,8 +35,58 @@ _METADATA_TIMEOUT_S = 10.0
 _REFRESH_PARTITIONS_S = 10.0
 
 
+FilePosition = tuple[str, int]
+"""``(logical topic, 0-based line index)`` of a line of a file run's input."""
+
+
+def held_out_positions(dead_letters: Path) -> frozenset[FilePosition]:
+    """The input lines a file run held out of its merge for their event time.
+
+    The flow screens every input file's event times before the merge (see
+    :mod:`allocflow.connectors.event_time_screen`) and dead-letters what it holds out
+    as ``EVENT_TIME_OUT_OF_RANGE``, naming the topic and line. The flow never
+    processed those events, so the lander must not land them as input events either
+    (a 2099 event would otherwise set the landing watermark, and every exception's
+    age, to 2099); they stay in ``dead_letters``.
+
+    Args:
+        dead_letters: The run's ``dead-letter.jsonl``; a missing file holds nothing.
+
+    Returns:
+        The held-out positions. Lines that are not dead-letter records are ignored
+        (they are landed, and reported, as such).
+    """
+    if not dead_letters.is_file():
+        return frozenset()
+    held: set[FilePosition] = set()
+    with dead_letters.open("rb") as lines:
+        for line in lines:
+            position = _held_out_position(line)
+            if position is not None:
+                held.add(position)
+    return frozenset(held)
+
+
+def _held_out_position(line: bytes) -> FilePosition | None:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or record.get("partition") is not None:
+        return None
+    topic, offset = record.get("source_topic"), record.get("offset")
+    if record.get("reason_code") != DeadLetterReason.EVENT_TIME_OUT_OF_RANGE.value:
+        return None
+    if not isinstance(topic, str) or not isinstance(offset, int):
+        return None
+    return topic, offset
+
+
 def file_batches(
-    files: Mapping[str, Path], next_offset: NextOffset, batch_size: int
+    files: Mapping[str, Path],
+    next_offset: NextOffset,
+    batch_size: int,
+    held_out: Collection[FilePosition] = frozenset(),
 ) -> Iterator[list[LandingRecord]]:
     """Batches of the lines of JSON Lines files, from the first line not landed yet.
 
@@ -43,6 +95,7 @@ def file_batches(
             dead letters writes no dead-letter file).
         next_offset: Where landing stopped, per source and partition.
         batch_size: Records per batch.
+        held_out: Lines not to land (:func:`held_out_positions`).
 
     Yields:
         Batches of at most ``batch_size`` records, file after file.
@@ -56,7 +109,7 @@ def file_batches(
         with path.open("rb") as lines:
             for index, line in enumerate(lines):
                 value = line.rstrip(b"\r\n")
-                if index < start or not value:
+                if index < start or not value or (topic, index) in held_out:
                     continue
                 batch.append(LandingRecord(topic, source, 0, index, value))
                 if len(batch) >= batch_size:

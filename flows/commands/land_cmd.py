@@ -15,7 +15,11 @@ from allocflow.connectors.landing.errors import LandingError
 from allocflow.connectors.landing.schema import SchemaMismatchError
 from allocflow.connectors.landing.service import DataChangeTask, Lander, LandingTotals
 from allocflow.connectors.landing.snapshot import snapshot_path
-from allocflow.connectors.landing.sources import KafkaLandingSource, file_batches
+from allocflow.connectors.landing.sources import (
+    KafkaLandingSource,
+    file_batches,
+    held_out_positions,
+)
 from allocflow.connectors.landing.writer import DuckDBWriter
 from allocflow.flows.commands.broker_cmd import stop_signals
 from allocflow.flows.commands.quality_cmd import DEFAULT_FRESH_HOURS
@@ -111,11 +115,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def land_files(
     lander: Lander, input_dir: Path, output_dir: Path | None, batch_size: int
 ) -> LandingTotals:
-    """Land a file run's input files and, if given, its output files."""
+    """Land a file run's input files and, if given, its output files.
+
+    Input lines the run dead-lettered for their event time are not landed as input
+    events (:func:`~allocflow.connectors.landing.sources.held_out_positions`).
+    """
     files = {t.value: input_dir / f"{t.value}.jsonl" for t in InputTopic}
+    held_out: frozenset[tuple[str, int]] = frozenset()
     if output_dir is not None:
         files.update({t.value: output_dir / f"{t.value}.jsonl" for t in OutputTopic})
-    return lander.land_batches(file_batches(files, lander.writer.next_offset, batch_size))
+        held_out = held_out_positions(output_dir / f"{OutputTopic.DEAD_LETTER.value}.jsonl")
+    batches = file_batches(files, lander.writer.next_offset, batch_size, held_out)
+    return lander.land_batches(batches)
 
 
 def _follow(lander: Lander, args: argparse.Namespace, settings: Settings) -> LandingTotals:

@@ -14,6 +14,7 @@ from allocflow.connectors.aligned_kafka import AlignedKafkaError
 from allocflow.connectors.input_stop import EXIT_STOPPED, inputs_end_on_signals
 from allocflow.connectors.kafka_health import KafkaWaitTimeoutError, wait_for_kafka
 from allocflow.connectors.kafka_io import DeliveryError, TopicReadError
+from allocflow.connectors.landing.errors import LandingError
 from allocflow.connectors.landing.schema import SchemaMismatchError
 from allocflow.connectors.landing.service import Lander
 from allocflow.connectors.landing.snapshot import snapshot_path
@@ -382,12 +383,16 @@ def _land_files(db: Path, endpoints: FileEndpoints, quality_every: float | None)
         else [expectations_task(quality_every, DEFAULT_QUALITY_WINDOW_HOURS)]
     )
     with writer:
-        totals = land_files(
-            Lander(writer, snapshot_path(db), tasks=tasks),
-            endpoints.input_dir,
-            endpoints.output_dir,
-            5000,
-        )
+        try:
+            totals = land_files(
+                Lander(writer, snapshot_path(db), tasks=tasks),
+                endpoints.input_dir,
+                endpoints.output_dir,
+                5000,
+            )
+        except LandingError as error:
+            print(f"allocflow run: {error}", file=sys.stderr)
+            return 1
     _LOG.info("landed %d messages into %s", totals.records, db)
     return 0
 

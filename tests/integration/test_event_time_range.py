@@ -13,6 +13,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pytest
 from bytewax.testing import run_main
 from confluent_kafka import Producer
@@ -100,6 +101,36 @@ def _placed_order_before(path: Path, index: int) -> str:
         if document["event_type"] == "order.placed":
             return str(document["order_id"])
     raise AssertionError("no order placed before the middle of the file")
+
+
+def _landed(db: Path) -> tuple[int, object, list[tuple[object, ...]]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        inputs = con.sql("SELECT count(*) FROM input_events").fetchall()[0][0]
+        watermark = con.sql("SELECT watermark FROM landing_status").fetchall()[0][0]
+        future = con.sql(
+            "SELECT event_id FROM input_events WHERE event_id = 'evt-from-the-future' "
+            "UNION ALL SELECT order_id FROM orders WHERE cancelled_at >= '2099-01-01'"
+        ).fetchall()
+    return inputs, watermark, future
+
+
+def test_an_event_held_out_for_its_event_time_is_not_landed(stream: Path, tmp_path: Path) -> None:
+    clean = _copy(stream, tmp_path / "clean")
+    poisoned = _copy(stream, tmp_path / "poisoned")
+    orders = poisoned / "orders.jsonl"
+    middle = len(orders.read_bytes().splitlines()) // 2
+    _insert(
+        orders, middle, _cancellation(_placed_order_before(orders, middle), "2099-01-01T00:00:00Z")
+    )
+
+    for name, inputs in (("clean", clean), ("poisoned", poisoned)):
+        args = ["run", "--input", str(inputs), "--out", str(tmp_path / f"{name}-out")]
+        assert main([*args, "--db", str(tmp_path / f"{name}.duckdb"), "--workers", "1"]) == 0
+
+    assert _landed(tmp_path / "poisoned.duckdb") == _landed(tmp_path / "clean.duckdb")
+    with duckdb.connect(str(tmp_path / "poisoned.duckdb"), read_only=True) as con:
+        dead = con.sql("SELECT reason_code, source_topic, source_offset FROM dead_letters")
+        assert dead.fetchall() == [("EVENT_TIME_OUT_OF_RANGE", "orders", middle)]
 
 
 @pytest.mark.parametrize("where", ["middle", "first"])

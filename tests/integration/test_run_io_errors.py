@@ -192,3 +192,20 @@ def test_a_full_disk_mid_run_stops_with_one_line_and_lands_nothing(tmp_path: Pat
         f"it resumes from the last snapshot, else it starts over); nothing was landed into {db}"
     )
     assert not db.exists()
+
+
+def test_a_landing_failure_after_the_flow_ends_with_one_line(tmp_path: Path) -> None:
+    stream = tmp_path / "stream"
+    simulate = ["simulate", "--orders", "20", "--seed", "3", "--faults", "none"]
+    assert main([*simulate, "--out", str(stream), "--no-progress"]) == 0
+    db = tmp_path / "allocflow.duckdb"
+    blocked = tmp_path / "allocflow.duckdb.snapshot"
+    blocked.mkdir()  # the dashboard snapshot cannot be published where a directory stands
+    out = tmp_path / "out"
+    command = [*_CLI, "run", "--input", str(stream), "--out", str(out), "--db", str(db)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1
+    line = _only_line(result.stderr)
+    assert line.startswith(f"allocflow run: could not publish the dashboard snapshot {blocked} ")
+    assert "run the same command again" in line
+    assert not list(tmp_path.glob("*.building-*"))
