@@ -75,7 +75,7 @@ from allocflow.models.allocation_exceptions import AllocationException, Exceptio
 from allocflow.models.decisions import AllocationDecision, DecisionOutcome
 from allocflow.models.envelope import EventEnvelope
 from allocflow.models.order_status import OrderStatus, OrderStatusKind
-from allocflow.models.orders import Channel
+from allocflow.models.orders import Channel, OrderPlaced
 from allocflow.models.policy import (
     ALL_NODES,
     BackorderRule,
@@ -991,3 +991,19 @@ def test_simulated_streams_keep_the_invariants(scenario: str, policy: Policy) ->
         ledger.rules
     )
     check_order_statuses(records, ledger)
+    check_orders_placed_within_the_node_limit(events, records, policy)
+
+
+def check_orders_placed_within_the_node_limit(
+    events: list[EventEnvelope], records: list[ShardOutput | OrderStatus], policy: Policy
+) -> None:
+    """The decisions an order's placement caused put it on at most max_nodes_per_order nodes."""
+    placements = {e.order_id: e.event_id for e in events if isinstance(e, OrderPlaced)}
+    nodes: dict[str, set[str]] = {}
+    for record in records:
+        if isinstance(record, AllocationDecision) and (
+            placements.get(record.order_id) == record.cause_event_id
+        ):
+            nodes.setdefault(record.order_id, set()).update(a.node_id for a in record.allocations)
+    assert nodes
+    assert max(len(used) for used in nodes.values()) <= policy.split.max_nodes_per_order
