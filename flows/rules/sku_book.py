@@ -104,7 +104,15 @@ class SkuBook:
     def hold(
         self, customer_id: str, held: bool, at: datetime, policy: Policy
     ) -> dict[LineKey, LineChange]:
-        """Put a customer's waiting lines on hold, or release them and allocate."""
+        """Put a customer's waiting lines on hold, or release them and allocate.
+
+        Finished lines follow the hold too (they wait for nothing, so nothing changes
+        for them now), so a line a short shipment reopens is held exactly when its
+        customer is.
+        """
+        for _, finished in self.finished.values():
+            if finished.request.customer_id == customer_id:
+                finished.held = held
         changes: dict[LineKey, LineChange] = {}
         for key, line in sorted(self.lines.items()):
             if line.request.customer_id != customer_id or line.held == held:

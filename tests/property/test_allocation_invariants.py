@@ -34,8 +34,8 @@ After every command, from the state (``SkuBook``) before and after it:
     re-allocated), and a line has a ``SHORT_SHIPPED`` exception open exactly then.
 """
 
-import copy
 import dataclasses
+import pickle
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -717,7 +717,18 @@ def check_order_node_limit(
 
 
 def affected(shard: AllocationShard, command: Command) -> list[str]:
-    if isinstance(command, OrderCancel | CreditHold):
+    """The SKUs whose books ``command`` can change.
+
+    A credit hold changes only books holding a line of its customer (their lines are
+    held or released, and what that frees or takes serves the same book).
+    """
+    if isinstance(command, CreditHold):
+        return sorted(
+            sku
+            for sku, book in shard.books.items()
+            if any(line.request.customer_id == command.customer_id for line in book.lines.values())
+        )
+    if isinstance(command, OrderCancel):
         return sorted(shard.books)
     return [command.sku]
 
@@ -727,10 +738,17 @@ def snapshot(shard: AllocationShard, command: Command) -> Books:
 
 
 def _copy_book(book: SkuBook | None) -> SkuBook | None:
-    """A deep copy of the book without its finished lines (no invariant reads them)."""
+    """A deep copy of the book without its finished lines (no invariant reads them).
+
+    Copied through pickle, as a recovery snapshot copies it: several times faster than
+    ``copy.deepcopy`` (the credit-holds stream copies every book at each hold).
+    """
     if book is None:
         return None
-    return copy.deepcopy(dataclasses.replace(book, finished={}))
+    copied: SkuBook = pickle.loads(  # noqa: S301 (our own bytes, just written)
+        pickle.dumps(dataclasses.replace(book, finished={}), pickle.HIGHEST_PROTOCOL)
+    )
+    return copied
 
 
 def check_command(

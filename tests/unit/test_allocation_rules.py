@@ -1048,6 +1048,19 @@ def test_a_short_report_long_after_the_line_finished_is_not_booked() -> None:
     assert desk.short("SO-2", 1, shipment="SH-2", at=late).decision("SO-2").short_shipped_qty == 1
 
 
+def test_a_line_a_short_shipment_reopens_is_held_while_its_customer_is() -> None:
+    desk = Desk()
+    desk.level(NJ, 100)
+    desk.order("SO-1", 10, customer="CUST-A")
+    desk.ship("SO-1", NJ, 10)  # shipped in full: the line is finished
+    desk.hold("CUST-A")
+    desk.short("SO-1", 1)
+    line = desk.shard.books["SKU-1"].lines[("SO-1", "1")]
+    assert line.held
+    desk.hold("CUST-A", held=False)
+    assert not line.held
+
+
 # --- the order's node limit ----------------------------------------------------------------
 
 
